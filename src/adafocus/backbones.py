@@ -1,0 +1,202 @@
+"""Backbone registry: the global CNN f_G and local CNN f_L, by name.
+
+Every backbone is an ``nn.Module`` mapping ``(N, 3, H, W)`` images to an un-pooled feature map
+``(N, C, h, w)`` and exposing ``num_features`` (= C). Names resolve as follows:
+
+* a name registered with :func:`register_backbone` (``mobilenet_v2``, ``resnet50``, ``tiny_cnn``...);
+* ``torchvision/<builder>`` for torchvision's ResNet / MobileNet / EfficientNet families;
+* ``timm/<model_name>`` for any timm model (``timm/mobilenetv2_100``, ``timm/test_resnet``...).
+
+Weights never come from a hub implicitly: pass ``weights=`` a local file path or a state_dict.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+WeightsArg = Union[str, os.PathLike, Mapping[str, torch.Tensor], None]
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_backbone(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering a zero-argument-compatible builder under ``name``."""
+
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"backbone {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def list_backbones() -> list[str]:
+    """Names registered here (``timm/*`` and ``torchvision/*`` names are accepted too)."""
+    return sorted(_REGISTRY)
+
+
+class TorchvisionBackbone(nn.Module):
+    """Feature-map trunk of a torchvision classification model; the full model is kept so that
+    torchvision state_dicts (head included) load without renaming."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        if hasattr(model, "layer4"):  # ResNet family
+            self.num_features = model.fc.in_features
+            model.fc = nn.Identity()
+            self._kind = "resnet"
+        elif hasattr(model, "features"):  # MobileNet / EfficientNet families
+            head = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)]
+            self.num_features = head[0].in_features
+            model.classifier = nn.Identity()
+            self._kind = "features"
+        else:
+            raise ValueError(f"unsupported torchvision model {type(model).__name__}: need layer4 or features")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        if self._kind == "features":
+            return m.features(x)
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        return m.layer4(m.layer3(m.layer2(m.layer1(x))))
+
+    def load_weights(self, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+        head_prefixes = ("fc.", "classifier.")
+        sd = {k: v for k, v in state_dict.items() if not k.startswith(head_prefixes)}
+        _strict_load(self.model, sd, source)
+
+
+class TimmBackbone(nn.Module):
+    """Any timm model, headless, returning ``forward_features``."""
+
+    def __init__(self, model_name: str, **kwargs: Any) -> None:
+        super().__init__()
+        import timm
+
+        self.model = timm.create_model(model_name, pretrained=False, num_classes=0, global_pool="", **kwargs)
+        self.num_features = self.model.num_features
+        self._head = self.model.pretrained_cfg.get("classifier") or ""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+    def load_weights(self, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+        head = self._head + "." if self._head else None
+        sd = {k: v for k, v in state_dict.items() if not (head and k.startswith(head))}
+        _strict_load(self.model, sd, source)
+
+
+class TinyCNN(nn.Module):
+    """A few strided convolutions (total stride 32): a stand-in backbone for fast CPU tests."""
+
+    def __init__(self, widths: tuple[int, ...] = (8, 16, 24, 32, 48)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for w in widths:
+            layers += [nn.Conv2d(c_in, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            c_in = w
+        self.features = nn.Sequential(*layers)
+        self.num_features = c_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def load_weights(self, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+        _strict_load(self, state_dict, source)
+
+
+def _strict_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    bad_shape = [
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and state_dict[k].shape != own[k].shape
+    ]
+    if missing or unexpected or bad_shape:
+        lines = [f"weights from {source} do not fit {type(module).__name__}:"]
+        if missing:
+            lines.append(f"  missing ({len(missing)}): {missing[:8]}")
+        if unexpected:
+            lines.append(f"  unexpected ({len(unexpected)}): {unexpected[:8]}")
+        if bad_shape:
+            lines.append(f"  shape mismatch ({len(bad_shape)}): {bad_shape[:8]}")
+        raise ValueError("\n".join(lines))
+    module.load_state_dict(dict(state_dict), strict=True)
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state_dict from a local file safely (``weights_only``), unwrapping common wrappers."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path} does not hold a state_dict (found {type(obj).__name__})")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _torchvision(builder: str) -> nn.Module:
+    import torchvision
+
+    fn = getattr(torchvision.models, builder, None)
+    if fn is None:
+        raise ValueError(f"torchvision has no model builder {builder!r}")
+    return TorchvisionBackbone(fn(weights=None))
+
+
+for _name in ("mobilenet_v2", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_large"):
+    register_backbone(_name)(lambda _n=_name: _torchvision(_n))
+register_backbone("tiny_cnn")(TinyCNN)
+register_backbone("tiny_cnn_wide")(lambda: TinyCNN((16, 24, 32, 48, 64)))
+
+
+def create_backbone(name: str, *, weights: WeightsArg = None) -> nn.Module:
+    """Build backbone ``name`` (see module doc) and optionally load local ``weights``.
+
+    Args:
+        name: registered name, ``torchvision/<builder>`` or ``timm/<model>``.
+        weights: ``None`` (random init), a local file path, or a state_dict. ``"hub"`` is refused
+            with an explanation: downloads are never attempted implicitly.
+    """
+    if name.startswith("timm/"):
+        net: nn.Module = TimmBackbone(name.removeprefix("timm/"))
+    elif name.startswith("torchvision/"):
+        net = _torchvision(name.removeprefix("torchvision/"))
+    elif name in _REGISTRY:
+        net = _REGISTRY[name]()
+    else:
+        raise ValueError(
+            f"unknown backbone {name!r}; registered: {list_backbones()}, or use 'timm/<name>' / 'torchvision/<name>'"
+        )
+    if weights is None:
+        return net
+    if isinstance(weights, str) and weights.lower() in {"hub", "default", "imagenet", "true"}:
+        raise ValueError(
+            f"weights={weights!r} for backbone {name!r}: adafocus never downloads weights. Download the "
+            "ImageNet file once (e.g. torchvision's resnet50-*.pth or timm's model.safetensors) and pass "
+            "its local path, or pass a state_dict."
+        )
+    if isinstance(weights, Mapping):
+        state_dict, source = dict(weights), "the given state_dict"
+    else:
+        state_dict, source = load_state_dict_file(weights), str(weights)
+    net.load_weights(state_dict, source)
+    return net

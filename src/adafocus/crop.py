@@ -1,0 +1,53 @@
+"""Patch candidates and batched patch cropping.
+
+A patch location is a pair ``(y, x)`` in ``[0, 1]``: the patch's top-left corner sits at pixel
+``floor(y * (H - P)), floor(x * (W - P))``, so 0 is the top/left border and 1 the bottom/right one
+(the official code's convention). A G x G grid of candidates spaces these uniformly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def candidate_grid(grid_size: int, *, device: torch.device | None = None) -> torch.Tensor:
+    """``(G*G, 2)`` normalised ``(y, x)`` locations, row-major (index = row * G + col)."""
+    if grid_size < 1:
+        raise ValueError(f"grid_size must be >= 1, got {grid_size}")
+    if grid_size == 1:
+        axis = torch.full((1,), 0.5, device=device)
+    else:
+        axis = torch.linspace(0.0, 1.0, grid_size, device=device)
+    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([yy.flatten(), xx.flatten()], dim=-1)
+
+
+def pixel_offsets(locations: torch.Tensor, frame_hw: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """Normalised ``(..., 2)`` locations to integer top-left pixel offsets ``(..., 2)``."""
+    h, w = frame_hw
+    span = torch.tensor([h - patch_size, w - patch_size], device=locations.device, dtype=locations.dtype)
+    # a small epsilon keeps exact grid points (k/(G-1) * span) from flooring one pixel short
+    off = torch.floor(locations.clamp(0.0, 1.0) * span + 1e-4).long()
+    return torch.minimum(off, span.long())
+
+
+def crop_patches(frames: torch.Tensor, offsets: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Cut one ``P x P`` patch per image with a single gather (no Python loop over samples).
+
+    Args:
+        frames: ``(N, C, H, W)`` images.
+        offsets: ``(N, 2)`` integer top-left ``(y, x)`` pixel offsets.
+        patch_size: P.
+    Returns:
+        ``(N, C, P, P)`` patches, exactly ``frames[n, :, y:y+P, x:x+P]``.
+    """
+    n, c, h, w = frames.shape
+    if patch_size > h or patch_size > w:
+        raise ValueError(f"patch_size={patch_size} is larger than the {h}x{w} frame")
+    ar = torch.arange(patch_size, device=frames.device)
+    rows = offsets[:, 0, None] + ar  # (N, P)
+    cols = offsets[:, 1, None] + ar
+    index = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, 1, patch_size * patch_size)
+    flat = frames.reshape(n, c, h * w)
+    patches = torch.gather(flat, 2, index.expand(n, c, patch_size * patch_size))
+    return patches.view(n, c, patch_size, patch_size)
