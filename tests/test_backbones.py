@@ -53,8 +53,14 @@ def test_weight_errors_are_clear(tmp_path):
 def test_model_takes_backbone_weights():
     g = create_backbone("tiny_cnn").state_dict()
     model = AdaFocus(
-        num_classes=3, global_backbone="tiny_cnn", local_backbone="tiny_cnn", global_weights=g,
-        input_size=64, patch_size=32, policy_hidden_dim=16, classifier_hidden_dim=16,
+        num_classes=3,
+        global_backbone="tiny_cnn",
+        local_backbone="tiny_cnn",
+        global_weights=g,
+        input_size=64,
+        patch_size=32,
+        policy_hidden_dim=16,
+        classifier_hidden_dim=16,
     )
     for k, v in g.items():
         torch.testing.assert_close(model.global_cnn.state_dict()[k], v)

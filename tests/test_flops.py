@@ -52,7 +52,20 @@ def test_cli_flops_table(capsys):
 
 
 def test_cli_verify_custom(capsys):
-    code = main(["flops", "--custom", "--verify", "--global-backbone", "tiny_cnn", "--local-backbone", "tiny_cnn",
-                 "--frames", "4", "--patch-size", "96"])
+    code = main(
+        [
+            "flops",
+            "--custom",
+            "--verify",
+            "--global-backbone",
+            "tiny_cnn",
+            "--local-backbone",
+            "tiny_cnn",
+            "--frames",
+            "4",
+            "--patch-size",
+            "96",
+        ]
+    )
     assert code == 0
     assert "verify: whole offline forward" in capsys.readouterr().out

@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
-WeightsArg = Union[str, os.PathLike, Mapping[str, torch.Tensor], None]
+WeightsArg = str | os.PathLike | Mapping[str, torch.Tensor] | None
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 

@@ -56,9 +56,7 @@ class FrameAverageClassifier(nn.Module):
     only the final prediction is defined and a ``(B, 1, K)`` tensor is returned.
     """
 
-    def __init__(
-        self, global_dim: int | None, local_dim: int, num_classes: int, *, dropout: float = 0.5
-    ) -> None:
+    def __init__(self, global_dim: int | None, local_dim: int, num_classes: int, *, dropout: float = 0.5) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.fc_local = nn.Linear(local_dim, num_classes)

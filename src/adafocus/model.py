@@ -222,13 +222,16 @@ class AdaFocus(nn.Module):
             state = fmap.detach()  # pi never back-propagates into f_G (paper: f_G fixed in stage II)
             if self.policy_scope == "video":
                 if t != self.num_frames:
-                    raise ValueError(f"frames has T={t}; this model's policy was built for num_frames={self.num_frames}")
+                    raise ValueError(f"frames has T={t}; the policy was built for num_frames={self.num_frames}")
                 state = state.reshape(b, 1, -1, *state.shape[-2:])
             pol = self.policy(state)
             actions = self.policy.act(pol.logits, sample)
             dist = self.policy.distribution(pol.logits)
             out_extra = dict(
-                actions=actions, log_probs=dist.log_prob(actions), values=pol.values, entropy=dist.entropy(),
+                actions=actions,
+                log_probs=dist.log_prob(actions),
+                values=pol.values,
+                entropy=dist.entropy(),
                 feature_maps=state,
             )
             locations = self.actions_to_locations(actions)
@@ -280,7 +283,9 @@ class AdaFocus(nn.Module):
             action = self.policy.act(pol.logits, sample)
             dist = self.policy.distribution(pol.logits)
             extra = dict(
-                action=action[:, 0], log_prob=dist.log_prob(action)[:, 0], value=pol.values[:, 0],
+                action=action[:, 0],
+                log_prob=dist.log_prob(action)[:, 0],
+                value=pol.values[:, 0],
                 entropy=dist.entropy()[:, 0],
             )
             loc = self.actions_to_locations(action)
