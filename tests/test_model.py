@@ -120,21 +120,21 @@ def test_video_scope_policy_one_location_per_video():
         model(clip(b=1, t=3))
 
 
-def test_reward_helper_matches_stepwise_counterfactual():
-    model = tiny_model().eval()
+@pytest.mark.parametrize("classifier", ["gru", "fc"])
+def test_counterfactual_matches_stepwise_replay(classifier):
+    """Step t of ``counterfactual`` = replaying the real history 1..t-1 online, then the alternative."""
+    model = tiny_model(classifier=classifier).eval()
     x = clip(b=2, t=4)
-    out = model(x, policy="random")
-    alt = model(x, policy="random")
-    h = model.classifier.hidden_states(out.global_features, out.local_features)
-    batched = model.classifier.step_from(h, out.global_features, alt.local_features)
-    state = None
+    real = model(x, locations=torch.rand(2, 4, 2))
+    alt_locs = torch.rand(2, 4, 2)
+    alt = model(x, locations=alt_locs)
+    batched = model.classifier.counterfactual(real.global_features, real.local_features, alt.local_features)
     for t in range(4):
-        feats = torch.cat([out.global_features[:, t : t + 1], alt.local_features[:, t : t + 1]], -1)
-        logits, _ = model.classifier.gru(feats, state)
-        torch.testing.assert_close(model.classifier.fc(logits)[:, 0], batched[:, t])
-        _, state = model.classifier.gru(
-            torch.cat([out.global_features[:, t : t + 1], out.local_features[:, t : t + 1]], -1), state
-        )
+        state = model.init_state()
+        for s in range(t):
+            _, state = model.step(x[:, s], state, location=real.locations[:, s])
+        step, _ = model.step(x[:, t], state, location=alt_locs[:, t])
+        torch.testing.assert_close(batched[:, t], step.logits)
 
 
 @pytest.mark.parametrize(

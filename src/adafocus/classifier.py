@@ -30,21 +30,17 @@ class GRUClassifier(nn.Module):
         out, state = self.gru(x, state)
         return self.fc(self.dropout(out)), state
 
-    def hidden_states(self, global_feats: torch.Tensor | None, local_feats: torch.Tensor) -> torch.Tensor:
-        """GRU hidden state *before* each step, ``(B, T, hidden)`` (h_0 = 0): lets a reward compare
-        alternative inputs at step t under the same history in one batched call."""
-        x = local_feats if global_feats is None else torch.cat([global_feats, local_feats], dim=-1)
-        out, _ = self.gru(x)
-        return torch.cat([out.new_zeros(out.shape[0], 1, out.shape[2]), out[:, :-1]], dim=1)
-
-    def step_from(
-        self, hidden_before: torch.Tensor, global_feats: torch.Tensor | None, local_feats: torch.Tensor
+    def counterfactual(
+        self, global_feats: torch.Tensor | None, local_feats: torch.Tensor, alt_local_feats: torch.Tensor
     ) -> torch.Tensor:
-        """Logits of a single step for every (b, t) at once, from the given prior hidden states."""
+        """Logits ``(B, T, K)`` where step t sees the real history 1..t-1 but ``alt_local_feats[:, t]``
+        at step t (Eq. 7 / Eq. 10). All B*T single steps run as one batched GRU call."""
         b, t = local_feats.shape[:2]
-        x = local_feats if global_feats is None else torch.cat([global_feats, local_feats], dim=-1)
-        out, _ = self.gru(x.reshape(b * t, 1, -1), hidden_before.reshape(1, b * t, -1).contiguous())
-        return self.fc(self.dropout(out)).view(b, t, -1)
+        cat = (lambda loc: loc) if global_feats is None else (lambda loc: torch.cat([global_feats, loc], dim=-1))
+        out, _ = self.gru(cat(local_feats))
+        before = torch.cat([out.new_zeros(b, 1, out.shape[2]), out[:, :-1]], dim=1)
+        alt, _ = self.gru(cat(alt_local_feats).reshape(b * t, 1, -1), before.reshape(1, b * t, -1).contiguous())
+        return self.fc(self.dropout(alt)).view(b, t, -1)
 
 
 class FrameAverageClassifier(nn.Module):
@@ -65,16 +61,33 @@ class FrameAverageClassifier(nn.Module):
     def forward(
         self, global_feats: torch.Tensor | None, local_feats: torch.Tensor, state: Any = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, int]]:
-        local_logits = self.fc_local(self.dropout(local_feats))
         if self.fc_global is not None and global_feats is not None and global_feats.shape[1] != local_feats.shape[1]:
+            local_logits = self.fc_local(self.dropout(local_feats))
             final = local_logits.mean(1) + self.fc_global(self.dropout(global_feats)).mean(1)
             return final.unsqueeze(1), (final * local_feats.shape[1], local_feats.shape[1])
-        frame_logits = local_logits
+        if self.fc_global is not None and global_feats is None:
+            raise ValueError("this classifier reuses e_G: global_feats is required")
+        frame_logits = self._frame_logits(global_feats, local_feats)
+        return self._cumulative(frame_logits, state)
+
+    def _frame_logits(self, global_feats: torch.Tensor | None, local_feats: torch.Tensor) -> torch.Tensor:
+        logits = self.fc_local(self.dropout(local_feats))
         if self.fc_global is not None:
-            if global_feats is None:
-                raise ValueError("this classifier reuses e_G: global_feats is required")
-            frame_logits = frame_logits + self.fc_global(self.dropout(global_feats))
+            logits = logits + self.fc_global(self.dropout(global_feats))
+        return logits
+
+    def _cumulative(self, frame_logits: torch.Tensor, state: Any) -> tuple[torch.Tensor, tuple[torch.Tensor, int]]:
         total, seen = state if state is not None else (0.0, 0)
         cum = torch.cumsum(frame_logits, dim=1) + (total.unsqueeze(1) if torch.is_tensor(total) else total)
         steps = torch.arange(1, frame_logits.shape[1] + 1, device=frame_logits.device) + seen
         return cum / steps.view(1, -1, 1).to(cum.dtype), (cum[:, -1], int(steps[-1]))
+
+    def counterfactual(
+        self, global_feats: torch.Tensor | None, local_feats: torch.Tensor, alt_local_feats: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits ``(B, T, K)`` where step t averages the real frames 1..t-1 with the alternative frame t."""
+        real = self._frame_logits(global_feats, local_feats)
+        alt = self._frame_logits(global_feats, alt_local_feats)
+        before = torch.cumsum(real, dim=1) - real
+        steps = torch.arange(1, real.shape[1] + 1, device=real.device, dtype=real.dtype).view(1, -1, 1)
+        return (before + alt) / steps

@@ -74,6 +74,8 @@ def count_flops(
         if model.policy_scope == "video":
             state = state.repeat(1, 1, model.num_frames, 1, 1)
         pol = count_macs(model.policy, state)
+        if model.skip_policy is not None:  # AdaFocus+: pi' runs on every frame
+            pol += count_macs(model.skip_policy, state)
         d_g, d_l = model.global_cnn.num_features, model.local_cnn.num_features
         cls = count_macs(model.classify, torch.zeros(1, t_g, d_g), torch.zeros(1, t_l, d_l))
     finally:

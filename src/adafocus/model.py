@@ -13,7 +13,7 @@ Usable without Lightning::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -43,6 +43,8 @@ class AdaFocusOutput:
     values: torch.Tensor | None = None  # (B, T) critic
     entropy: torch.Tensor | None = None  # (B, T)
     feature_maps: torch.Tensor | None = None  # (B, T, C, h, w) e_G as the policy saw it (detached)
+    keep: torch.Tensor | None = None  # (B, T) AdaFocus+: 1 where f_L ran on the patch
+    keep_probs: torch.Tensor | None = None  # (B, T) p_B from pi'
 
 
 @dataclass
@@ -52,6 +54,7 @@ class StreamState:
     policy_hidden: torch.Tensor | None = None
     classifier_state: Any = None
     t: int = 0
+    skip_hidden: torch.Tensor | None = None
 
 
 @dataclass
@@ -63,7 +66,8 @@ class StepOutput:
     log_prob: torch.Tensor | None = None
     value: torch.Tensor | None = None
     entropy: torch.Tensor | None = None
-    extras: dict = field(default_factory=dict)
+    keep: torch.Tensor | None = None
+    keep_prob: torch.Tensor | None = None
 
 
 class AdaFocus(nn.Module):
@@ -86,6 +90,8 @@ class AdaFocus(nn.Module):
             video chosen from all frames' e_G stacked on channels (AdaFocus-TSM); needs ``num_frames``.
         num_frames: frames per video, required for ``policy_scope="video"``.
         gaussian_sigma: spread of the ``"gaussian"`` fixed policy, in units of the movable range.
+        skip_policy: AdaFocus+ — add pi', a Bernoulli policy deciding per frame whether f_L runs;
+            at test time f_L runs where p_B >= ``keep_threshold`` (rho, see ``solve_keep_threshold``).
     """
 
     def __init__(
@@ -109,6 +115,7 @@ class AdaFocus(nn.Module):
         policy_scope: Literal["frame", "video"] = "frame",
         num_frames: int | None = None,
         gaussian_sigma: float = 0.25,
+        skip_policy: bool = False,
     ) -> None:
         super().__init__()
         _check_positive(num_classes=num_classes, patch_size=patch_size, grid_size=grid_size, input_size=input_size)
@@ -148,6 +155,13 @@ class AdaFocus(nn.Module):
         self.policy = PolicyNetwork(
             in_ch, (fh, fw), grid_size * grid_size, hidden_dim=policy_hidden_dim, reduced_channels=policy_channels
         )
+        self.skip_policy = (
+            PolicyNetwork(in_ch, (fh, fw), 1, hidden_dim=policy_hidden_dim, reduced_channels=policy_channels,
+                          distribution="bernoulli")
+            if skip_policy
+            else None
+        )
+        self.register_buffer("keep_threshold", torch.tensor(0.5))
         if classifier == "gru":
             self.classifier: nn.Module = GRUClassifier(
                 (d_g if reuse_global else 0) + d_l, num_classes, hidden_dim=classifier_hidden_dim, dropout=dropout
@@ -167,11 +181,23 @@ class AdaFocus(nn.Module):
         fmap = fmap.view(b, t, *fmap.shape[1:])
         return fmap, fmap.mean(dim=(-2, -1))
 
-    def focus(self, frames: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """Crop every (b, t) patch in one gather and run f_L on all of them in one call."""
+    def focus(self, frames: torch.Tensor, offsets: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Crop every (b, t) patch in one gather and run f_L on all of them in one call.
+
+        With ``keep`` ``(B, T)``, only the kept patches are cropped and batched through f_L; the
+        skipped frames get all-zero features (paper Sec. 3.3), so no f_L work is spent on them.
+        """
         b, t = frames.shape[:2]
-        patches = crop_patches(frames.flatten(0, 1), offsets.reshape(b * t, 2), self.patch_size)
-        return self.local_cnn(patches).mean(dim=(-2, -1)).view(b, t, -1)
+        flat_frames, flat_off = frames.flatten(0, 1), offsets.reshape(b * t, 2)
+        if keep is None:
+            patches = crop_patches(flat_frames, flat_off, self.patch_size)
+            return self.local_cnn(patches).mean(dim=(-2, -1)).view(b, t, -1)
+        idx = keep.reshape(-1).nonzero().squeeze(1)
+        out = flat_frames.new_zeros(b * t, self.local_cnn.num_features)
+        if idx.numel():
+            patches = crop_patches(flat_frames[idx], flat_off[idx], self.patch_size)
+            out = out.index_copy(0, idx, self.local_cnn(patches).mean(dim=(-2, -1)).to(out.dtype))
+        return out.view(b, t, -1)
 
     def crop(self, frames: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
         """Patches ``(B, T, C, P, P)`` at normalised ``locations`` ``(B, T, 2)``."""
@@ -199,6 +225,7 @@ class AdaFocus(nn.Module):
         locations: torch.Tensor | None = None,
         sample: bool | None = None,
         generator: torch.Generator | None = None,
+        keep: torch.Tensor | None = None,
     ) -> AdaFocusOutput:
         """Offline recognition of whole clips.
 
@@ -208,7 +235,8 @@ class AdaFocus(nn.Module):
             locations: ``(B, T, 2)`` normalised patch locations overriding ``policy`` (stage I
                 random patches, replaying a rollout, tests).
             sample: sample pi's actions (default: ``self.training``) instead of taking the argmax.
-            generator: RNG for the random / gaussian policies.
+            generator: RNG for the random / gaussian policies and for sampling pi's actions.
+            keep: ``(B, T)`` 0/1 AdaFocus+ decisions overriding pi' (1 = run f_L on the patch).
         """
         self._check_frames(frames)
         b, t = frames.shape[:2]
@@ -225,7 +253,7 @@ class AdaFocus(nn.Module):
                     raise ValueError(f"frames has T={t}; the policy was built for num_frames={self.num_frames}")
                 state = state.reshape(b, 1, -1, *state.shape[-2:])
             pol = self.policy(state)
-            actions = self.policy.act(pol.logits, sample)
+            actions = self.policy.act(pol.logits, sample, generator)
             dist = self.policy.distribution(pol.logits)
             out_extra = dict(
                 actions=actions,
@@ -243,10 +271,25 @@ class AdaFocus(nn.Module):
             )
         else:
             raise ValueError(f"policy={policy!r}; choose 'learned' or one of {FIXED_POLICIES}")
+        if keep is None and self.skip_policy is not None and policy == "learned":
+            keep, keep_probs = self._keep(fmap.detach(), None, sample, generator)[:2]
+            out_extra.update(keep=keep, keep_probs=keep_probs)
         offsets = pixel_offsets(locations, frames.shape[-2:], self.patch_size)
-        local = self.focus(frames, offsets)
+        local = self.focus(frames, offsets, keep)
         logits, _ = self.classify(g, local)
         return AdaFocusOutput(logits, locations, offsets, g, local, **out_extra)
+
+    def _keep(
+        self, state: torch.Tensor, hidden: torch.Tensor | None, sample: bool | None, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        sample = self.training if sample is None else sample
+        pol = self.skip_policy(state, hidden)
+        probs = torch.sigmoid(pol.logits.squeeze(-1))
+        if sample:
+            keep = self.skip_policy.act(pol.logits, True, generator)
+        else:
+            keep = (probs >= self.keep_threshold).to(probs.dtype)
+        return keep, probs, pol.hidden
 
     # ---- online ----------------------------------------------------------------------------
     def init_state(self) -> StreamState:
@@ -280,7 +323,7 @@ class AdaFocus(nn.Module):
             sample = self.training if sample is None else sample
             pol = self.policy(fmap.detach(), hidden)
             hidden = pol.hidden
-            action = self.policy.act(pol.logits, sample)
+            action = self.policy.act(pol.logits, sample, generator)
             dist = self.policy.distribution(pol.logits)
             extra = dict(
                 action=action[:, 0],
@@ -291,19 +334,35 @@ class AdaFocus(nn.Module):
             loc = self.actions_to_locations(action)
         else:
             loc = fixed_locations(policy, b, 1, device=frame.device, generator=generator, sigma=self.gaussian_sigma)
+        keep, skip_hidden = None, state.skip_hidden
+        if self.skip_policy is not None and policy == "learned" and location is None:
+            keep, probs, skip_hidden = self._keep(fmap.detach(), skip_hidden, sample, generator)
+            extra["keep"], extra["keep_prob"] = keep[:, 0], probs[:, 0]
         off = pixel_offsets(loc, frame.shape[-2:], self.patch_size)
-        local = self.focus(frames, off)
+        local = self.focus(frames, off, keep)
         logits, cls_state = self.classify(g, local, state.classifier_state)
-        new_state = StreamState(hidden, cls_state, state.t + 1)
+        new_state = StreamState(hidden, cls_state, state.t + 1, skip_hidden)
         return StepOutput(logits[:, -1], loc[:, 0], off[:, 0], **extra), new_state
 
     # ---- helpers ---------------------------------------------------------------------------
     def set_trainable(self, **parts: bool) -> None:
         """Switch ``requires_grad`` per part: ``global_cnn``, ``local_cnn``, ``policy``, ``classifier``."""
         for name, flag in parts.items():
-            if name not in ("global_cnn", "local_cnn", "policy", "classifier"):
+            if name not in ("global_cnn", "local_cnn", "policy", "skip_policy", "classifier"):
                 raise ValueError(f"unknown part {name!r}")
-            getattr(self, name).requires_grad_(flag)
+            if getattr(self, name) is not None:
+                getattr(self, name).requires_grad_(flag)
+
+    @torch.no_grad()
+    def solve_keep_threshold(self, keep_probs: torch.Tensor, keep_ratio: float) -> float:
+        """Set rho so that f_L runs on the ``keep_ratio`` (eta) share of frames with the largest p_B."""
+        if not 0.0 < keep_ratio <= 1.0:
+            raise ValueError(f"keep_ratio must be in (0, 1], got {keep_ratio}")
+        flat = keep_probs.flatten().float()
+        k = max(1, round(keep_ratio * flat.numel()))
+        rho = torch.topk(flat, k).values.min()
+        self.keep_threshold.fill_(rho.item())
+        return float(rho)
 
     def _check_frames(self, frames: torch.Tensor) -> None:
         if frames.dim() != 5:

@@ -83,13 +83,22 @@ class PolicyNetwork(nn.Module):
             return Categorical(logits=logits)
         return Bernoulli(logits=logits.squeeze(-1))
 
-    def act(self, logits: torch.Tensor, sample: bool) -> torch.Tensor:
-        """Sample an action (training) or take the most probable one (test)."""
-        if sample:
-            return self.distribution(logits).sample()
+    def act(self, logits: torch.Tensor, sample: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample an action (training) or take the most probable one (test).
+
+        ``generator`` makes sampling reproducible independently of the global RNG (exact resume).
+        """
         if self.distribution_kind == "categorical":
-            return logits.argmax(-1)
-        return (logits.squeeze(-1) >= 0).to(logits.dtype)
+            if not sample:
+                return logits.argmax(-1)
+            probs = torch.softmax(logits.detach().float(), -1)
+            flat = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+            return flat.view(probs.shape[:-1])
+        p = torch.sigmoid(logits.detach().squeeze(-1).float())
+        if not sample:
+            return (p >= 0.5).to(logits.dtype)
+        u = torch.rand(p.shape, device=p.device, generator=generator)
+        return (u < p).to(logits.dtype)
 
     def evaluate(
         self, feature_maps: torch.Tensor, actions: torch.Tensor

@@ -1,0 +1,185 @@
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from adafocus.training import PolicyStage
+from adafocus.training.cli import run_cli
+from adafocus.training.ppo import normalised_returns, ppo_loss
+from adafocus.training.reward import confidence, discounted_returns, rollout
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = ROOT / "lightning_configs" / "toy"
+QUIET = ["--trainer.enable_progress_bar=false"]
+
+
+def fit(stage: int, tmp_path: Path, *extra: str) -> Path:
+    """Run ``adafocus fit`` for a toy stage in-process; return the last checkpoint."""
+    out = tmp_path / f"stage{stage}"
+    run_cli(["fit", "--config", str(TOY / f"stage{stage}.yaml"), f"--trainer.default_root_dir={out}",
+             f"--trainer.logger.init_args.save_dir={out}", *QUIET, *extra])
+    ckpts = sorted(glob.glob(str(out / "**" / "*.ckpt"), recursive=True), key=os.path.getmtime)
+    assert ckpts, f"no checkpoint under {out}"
+    return Path(ckpts[-1])
+
+
+def weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    sd = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    return {k.removeprefix("model."): v for k, v in sd.items() if k.startswith("model.")}
+
+
+def changed(a: dict, b: dict) -> set[str]:
+    return {k.split(".")[0] for k in a if k in b and not torch.equal(a[k], b[k]) and "num_batches" not in k}
+
+
+def test_discounted_returns_hand_computed():
+    r = torch.tensor([[1.0, 0.0, 2.0], [0.5, -1.0, 0.0]])
+    expected = torch.tensor([[1 + 0.7**2 * 2, 0.7 * 2, 2.0], [0.5 - 0.7, -1.0, 0.0]])
+    torch.testing.assert_close(discounted_returns(r, 0.7), expected)
+    n = normalised_returns(r, 0.7)
+    torch.testing.assert_close(n.mean(), torch.tensor(0.0), atol=1e-6, rtol=0)
+
+
+def test_confidence_and_reward_sign_on_fixed_example():
+    logits = torch.log(torch.tensor([[[0.2, 0.8], [0.6, 0.4]]]))
+    torch.testing.assert_close(confidence(logits, torch.tensor([1])), torch.tensor([[0.8, 0.4]]))
+
+
+def test_ppo_loss_hand_computed():
+    from conftest import tiny_model
+
+    model = tiny_model()
+    fmap = torch.randn(2, 3, model.policy.in_channels, *model.policy.feature_hw)
+    out = model.policy(fmap)
+    actions = out.logits.argmax(-1)
+    lp, values, ent = model.policy.evaluate(fmap, actions)
+    returns = torch.randn(2, 3)
+    loss, stats = ppo_loss(model.policy, fmap, actions, lp.detach(), returns)
+    # ratio = 1 at the rollout's own log-probs: surrogate = advantage
+    adv = returns - values.detach()
+    expected = -adv.mean() + 0.5 * (values - returns).pow(2).mean() - 0.01 * ent.mean()
+    torch.testing.assert_close(loss, expected)
+    assert stats["clip_frac"] == 0
+
+
+def test_rollout_rewards_match_definition():
+    from conftest import tiny_model
+
+    model = tiny_model().eval()
+    frames, labels = torch.randn(3, 4, 3, 64, 64), torch.tensor([0, 1, 2])
+    gen = torch.Generator().manual_seed(1)
+    ro = rollout(model, frames, labels, generator=gen)
+    assert ro.rewards.shape == (3, 4) and ro.rewards.abs().max() <= 1
+    # replay: chosen patches give ro.logits; rewards = p(chosen) - p(random) at each step
+    locs = model.actions_to_locations(ro.actions)
+    torch.testing.assert_close(model(frames, locations=locs).logits, ro.logits)
+    gen = torch.Generator().manual_seed(1)
+    ro2 = rollout(model, frames, labels, generator=gen)
+    torch.testing.assert_close(ro.rewards, ro2.rewards)
+
+
+def test_rollout_skip_rewards_zero_when_skipped():
+    from conftest import tiny_model
+
+    model = tiny_model(skip_policy=True).eval()
+    ro = rollout(model, torch.randn(4, 5, 3, 64, 64), torch.arange(4) % 5, generator=torch.Generator().manual_seed(0),
+                 skip_penalty=1e-3)
+    assert ro.keep is not None and set(ro.keep.unique().tolist()) <= {0.0, 1.0}
+    assert torch.all(ro.keep_rewards[ro.keep == 0] == 0)
+
+
+def test_three_stages_through_cli(tmp_path):
+    c1 = fit(1, tmp_path, "--trainer.max_epochs=2")
+    c2 = fit(2, tmp_path, f"--model.init_args.init_from={c1}")
+    c3 = fit(3, tmp_path, f"--model.init_args.init_from={c2}")
+    w1, w2, w3 = weights(c1), weights(c2), weights(c3)
+    assert changed(w1, w2) == {"policy"}
+    assert changed(w2, w3) == {"classifier"}
+    ck = torch.load(c3, map_location="cpu", weights_only=False)
+    assert ck["adafocus_config"]["global_backbone"] == "tiny_cnn"
+
+
+def test_stage2_adafocus_plus_trains_both_policies(tmp_path):
+    c1 = fit(1, tmp_path, "--model.init_args.net.init_args.skip_policy=true")
+    c2 = fit(2, tmp_path, f"--model.init_args.init_from={c1}", "--model.init_args.net.init_args.skip_policy=true",
+             "--model.init_args.skip_penalty=1e-4")
+    assert changed(weights(c1), weights(c2)) == {"policy", "skip_policy"}
+    c3 = fit(3, tmp_path, f"--model.init_args.init_from={c2}", "--model.init_args.net.init_args.skip_policy=true",
+             "--model.init_args.keep_ratio=0.5")
+    rho = weights(c3)["keep_threshold"]
+    assert 0 < rho < 1 and rho != 0.5
+
+
+def test_stage2_resume_is_exact(tmp_path):
+    c1 = fit(1, tmp_path)
+    # interrupted at an epoch boundary: Lightning restarts a partly-run epoch from its first batch
+    full = fit(2, tmp_path / "full", f"--model.init_args.init_from={c1}", "--trainer.max_epochs=2")
+    half = fit(2, tmp_path / "half", f"--model.init_args.init_from={c1}", "--trainer.max_epochs=1")
+    resumed = fit(2, tmp_path / "resumed", f"--model.init_args.init_from={c1}", "--trainer.max_epochs=2",
+                  f"--ckpt_path={half}")
+    wf, wr = weights(full), weights(resumed)
+    assert changed(weights(half), wf) == {"policy"}
+    for k in wf:
+        torch.testing.assert_close(wr[k], wf[k], rtol=0, atol=0, msg=k)
+    opt = torch.load(resumed, map_location="cpu", weights_only=False)["optimizer_states"][0]
+    assert opt["state"], "Adam state was not checkpointed"
+
+
+def test_every_config_prints(capsys):
+    configs = sorted((ROOT / "lightning_configs").rglob("*.yaml"))
+    assert configs
+    for cfg in configs:
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(["fit", "--config", str(cfg), "--print_config"])
+        assert exit_info.value.code == 0, cfg
+        text = capsys.readouterr().out
+        assert "class_path: adafocus.training." in text, cfg
+
+
+def test_policy_stage_freezes_before_ddp():
+    stage = PolicyStage(num_classes=3, net=lambda k: __import__("conftest").tiny_model(num_classes=k))
+    trainable = {n.split(".")[1] for n, p in stage.named_parameters() if p.requires_grad}
+    assert trainable == {"policy"}
+    assert not stage.automatic_optimization
+
+
+DDP_SCRIPT = r"""
+import sys
+from adafocus.training.cli import run_cli
+run_cli(sys.argv[1:])
+"""
+
+
+def _run(args, env_extra=None, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "tests"), **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-c", DDP_SCRIPT, *args], env=env, **kw)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_ddp_two_processes(tmp_path, stage):
+    init = [] if stage == 1 else [f"--model.init_args.init_from={fit(1, tmp_path)}"]
+    out = tmp_path / "ddp"
+    p = _run(["fit", "--config", str(TOY / f"stage{stage}.yaml"), "--trainer.devices=2",
+              "--trainer.strategy=ddp_spawn", f"--trainer.default_root_dir={out}",
+              f"--trainer.logger.init_args.save_dir={out}", *QUIET, *init])
+    assert p.wait(timeout=300) == 0
+    assert len(glob.glob(str(out / "**" / "*.ckpt"), recursive=True)) == 1
+
+
+def test_two_nodes_on_loopback(tmp_path):
+    out = tmp_path / "nodes"
+    port = str(29500 + os.getpid() % 1000)
+    procs = [
+        _run(["fit", "--config", str(TOY / "stage1.yaml"), "--trainer.num_nodes=2", "--trainer.devices=1",
+              "--trainer.strategy=ddp", f"--trainer.default_root_dir={out}",
+              f"--trainer.logger.init_args.save_dir={out}", *QUIET],
+             {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(rank), "WORLD_SIZE": "2",
+              "LOCAL_RANK": "0"})
+        for rank in (0, 1)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert len(glob.glob(str(out / "**" / "*.ckpt"), recursive=True)) == 1
