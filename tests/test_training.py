@@ -183,3 +183,48 @@ def test_two_nodes_on_loopback(tmp_path):
     ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     assert len(glob.glob(str(out / "**" / "*.ckpt"), recursive=True)) == 1
+
+
+def test_export_roundtrip_and_validate_with_each_policy(tmp_path, capsys):
+    from adafocus.cli import main
+    from adafocus.training.export import load_exported
+
+    c1 = fit(1, tmp_path)
+    out = tmp_path / "model.pt"
+    assert main(["export", str(c1), "--out", str(out)]) == 0
+    model = load_exported(out).eval()
+    ref = weights(c1)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, ref[k])
+    results = {}
+    for policy in ("learned", "random", "centre", "gaussian"):
+        cli = run_cli(["validate", "--config", str(TOY / "stage1.yaml"), f"--model.init_args.eval_policy={policy}",
+                       f"--model.init_args.init_from={c1}", f"--trainer.default_root_dir={tmp_path}",
+                       f"--trainer.logger.init_args.save_dir={tmp_path}", *QUIET])
+        metrics = cli.trainer.callback_metrics
+        assert 0 <= float(metrics["val/top1"]) <= 1 and "val/online_top1_t04" in metrics
+        results[policy] = float(metrics["val/loss"])
+    assert len(set(results.values())) > 1  # the flag really changes the patches
+
+
+def test_online_accuracy_and_map_metrics():
+    from adafocus.training.metrics import OnlineAccuracy, offline_metrics
+
+    acc = OnlineAccuracy()
+    logits = torch.tensor([[[0.0, 1.0], [1.0, 0.0]], [[1.0, 0.0], [1.0, 0.0]]])  # (B=2, T=2, K=2)
+    acc.update(logits, torch.tensor([1, 0]))
+    torch.testing.assert_close(acc.compute(), torch.tensor([1.0, 0.5]))
+    acc.update(logits, torch.tensor([0, 1]))
+    torch.testing.assert_close(acc.compute(), torch.tensor([0.5, 0.5]))
+    m = offline_metrics(3, multi_label=True)
+    m["mAP"].update(torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1]]), torch.tensor([[1, 0, 0], [0, 1, 1]]))
+    assert 0 < float(m["mAP"].compute()) <= 1
+
+
+def test_wandb_logger_offline_is_a_one_line_change(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_cli(["fit", "--config", str(TOY / "stage1.yaml"), "--trainer.logger=pytorch_lightning.loggers.WandbLogger",
+             f"--trainer.logger.init_args.save_dir={tmp_path}", f"--trainer.default_root_dir={tmp_path}", *QUIET])
+    assert list(tmp_path.rglob("offline-run-*")), "no offline wandb run written"

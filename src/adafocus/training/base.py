@@ -26,7 +26,8 @@ def load_adafocus_weights(model: AdaFocus, path: str) -> tuple[list[str], list[s
     if any(k.startswith("model.") for k in sd):
         sd = {k.removeprefix("model."): v for k, v in sd.items() if k.startswith("model.")}
     own = model.state_dict()
-    bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items() if k in own and v.shape != own[k].shape]
+    bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items()
+           if k in own and v.shape != own[k].shape]  # fmt: skip
     if bad:
         raise ValueError(f"init_from={path}: shape mismatch for {bad[:8]} — is it the same architecture?")
     result = model.load_state_dict(sd, strict=False)

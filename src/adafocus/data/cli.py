@@ -1,0 +1,119 @@
+"""``adafocus data synth | check | convert``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from .synth import generate
+
+    out = generate(args.out_dir, num_train=args.num_train, num_val=args.num_val, num_test=args.num_test,
+                   num_frames=args.num_frames, size=args.size, num_classes=args.num_classes,
+                   patch_hint=args.patch_hint, digit_size=args.digit_size, clutter=args.clutter, noise=args.noise,
+                   seed=args.seed)
+    for key in ("train", "val", "test"):
+        print(f"{key}: {out[key]}")
+    print(f"root: {out['root']}  num_classes: {out['num_classes']}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import check_list
+
+    status = 0
+    for lst in args.lists:
+        report = check_list(lst, root=args.root, source=args.source, frame_template=args.frame_template,
+                            delimiter=args.delimiter, num_classes=args.num_classes, num_frames=args.num_frames,
+                            decode=not args.no_decode)
+        for line in report.lines():
+            print(line, file=sys.stdout if line.startswith(lst) else sys.stderr)
+        status |= 0 if report.ok else 1
+    return status
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from . import convert as cv
+
+    classes = None
+    if args.classes and args.format in ("kinetics", "activitynet"):
+        try:
+            classes = cv._read_classes(args.classes)
+        except FileNotFoundError:
+            classes = None  # first conversion (train): write the class list there
+    if args.format == "kinetics":
+        conv = cv.convert_kinetics(args.input, classes=classes, **_tmpl(args))
+    elif args.format in ("ssv1", "ssv2"):
+        if not args.labels:
+            print(f"adafocus data convert {args.format}: --labels (the official labels file) is required",
+                  file=sys.stderr)
+            return 2
+        fn = cv.convert_ssv1 if args.format == "ssv1" else cv.convert_ssv2
+        conv = fn(args.input, args.labels, **_tmpl(args))
+    else:
+        conv = cv.convert_activitynet(args.input, subset=args.subset, classes=classes,
+                                      max_labels=args.max_labels, **_tmpl(args))
+    pad = args.max_labels if args.format == "activitynet" else 0
+    delimiter = args.delimiter if args.delimiter is not None else ("," if args.format == "activitynet" else " ")
+    n = cv.write_list(conv, args.output, root=args.root, source=args.source, frame_template=args.frame_template,
+                      delimiter=delimiter, pad_to=pad, classes_out=args.classes)
+    for p in conv.problems:
+        print(f"warning: {p}", file=sys.stderr)
+    print(f"wrote {n} lines to {args.output} ({len(conv.classes)} classes"
+          + (f", class names in {args.classes})" if args.classes else ")") + f"; {len(conv.problems)} problems")
+    return 0 if n else 1
+
+
+def _tmpl(args: argparse.Namespace) -> dict:
+    return {"template": args.template} if args.template else {}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``data`` and its ``synth`` / ``check`` / ``convert`` subcommands."""
+    data = subparsers.add_parser("data", help="datasets: synthetic set, list checks, annotation converters")
+    sub = data.add_subparsers(dest="data_command", required=True)
+
+    p = sub.add_parser("synth", help="write the synthetic moving-digit benchmark (MP4s + lists)")
+    p.add_argument("out_dir")
+    p.add_argument("--num-train", type=int, default=300)
+    p.add_argument("--num-val", type=int, default=60)
+    p.add_argument("--num-test", type=int, default=60)
+    p.add_argument("--num-frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=112, help="frame side in pixels")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--patch-hint", type=int, default=48, help="patch size P the digit is sized for")
+    p.add_argument("--digit-size", type=int, default=None, help="digit side in pixels (default 0.6 P)")
+    p.add_argument("--clutter", type=int, default=12, help="grey strokes per video (difficulty)")
+    p.add_argument("--noise", type=float, default=12.0, help="pixel noise std (difficulty)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("check", help="validate annotation lists; every problem with its line number")
+    p.add_argument("lists", nargs="+", metavar="LIST")
+    _media_args(p)
+    p.add_argument("--delimiter", default=" ")
+    p.add_argument("--num-classes", type=int, default=None, help="labels must lie in [0, K)")
+    p.add_argument("--num-frames", type=int, default=16, help="T: warn about shorter videos")
+    p.add_argument("--no-decode", action="store_true", help="only open the media, do not decode frames")
+    p.set_defaults(func=_check)
+
+    p = sub.add_parser("convert", help="official annotation files -> TSN list (path num_frames label...)")
+    p.add_argument("format", choices=["kinetics", "ssv1", "ssv2", "activitynet"])
+    p.add_argument("input", help="Kinetics CSV, SSv1 CSV, SSv2 JSON or ActivityNet JSON")
+    p.add_argument("output", help="list file to write")
+    p.add_argument("--labels", help="SSv1 labels CSV / SSv2 labels JSON")
+    p.add_argument("--classes", help="class names, one per line: read if it exists (Kinetics/ActivityNet), "
+                                     "else written")
+    p.add_argument("--subset", default="training", help="ActivityNet subset (training, validation)")
+    p.add_argument("--max-labels", type=int, default=3, help="ActivityNet labels per video (-1 padded)")
+    p.add_argument("--template", help="media path per row, e.g. '{youtube_id}.mp4', '{id}', 'v_{id}'")
+    p.add_argument("--delimiter", default=None, help="output field separator (default ',' for ActivityNet, else ' ')")
+    _media_args(p, root_help="count frames of the media under ROOT (missing ones are dropped)")
+    p.set_defaults(func=_convert)
+
+
+def _media_args(p: argparse.ArgumentParser, root_help: str = "prefix for the list's paths") -> None:
+    p.add_argument("--root", default=None if "count" in root_help else "", help=root_help)
+    p.add_argument("--source", choices=["video", "frames"], default="video")
+    p.add_argument("--frame-template", default="img_{:05d}.jpg")
