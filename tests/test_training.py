@@ -228,3 +228,18 @@ def test_wandb_logger_offline_is_a_one_line_change(tmp_path, monkeypatch):
     run_cli(["fit", "--config", str(TOY / "stage1.yaml"), "--trainer.logger=pytorch_lightning.loggers.WandbLogger",
              f"--trainer.logger.init_args.save_dir={tmp_path}", f"--trainer.default_root_dir={tmp_path}", *QUIET])
     assert list(tmp_path.rglob("offline-run-*")), "no offline wandb run written"
+
+
+def test_stage1_and_2_on_real_videos_through_cli(tmp_path):
+    """Integration: the synthetic MP4 set, the VideoDataModule and the stage modules together."""
+    from adafocus.data import synth
+
+    ds = synth.generate(tmp_path / "synth", num_train=8, num_val=4, num_test=4, num_frames=4, size=64,
+                        num_classes=3, patch_hint=32)
+    data = ["--data=adafocus.data.VideoDataModule", f"--data.train_list={ds['train']}",
+            f"--data.val_list={ds['val']}", f"--data.root={ds['root']}", "--data.num_classes=3",
+            "--data.num_frames=4", "--data.input_size=64", "--data.scale_size=64", "--data.flip=false",
+            "--data.batch_size=4", "--data.num_workers=0"]
+    c1 = fit(1, tmp_path, *data)
+    c2 = fit(2, tmp_path, f"--model.init_args.init_from={c1}", *data)
+    assert changed(weights(c1), weights(c2)) == {"policy"}

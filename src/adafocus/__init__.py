@@ -5,6 +5,7 @@ from .crop import candidate_grid, crop_patches, pixel_offsets
 from .flops import count_flops
 from .model import AdaFocus, AdaFocusOutput, StepOutput, StreamState
 from .policy import PolicyNetwork
+from .zoo import create_model, list_models
 
 __all__ = [
     "AdaFocus",
@@ -14,9 +15,11 @@ __all__ = [
     "StreamState",
     "candidate_grid",
     "count_flops",
+    "create_model",
     "create_backbone",
     "crop_patches",
     "list_backbones",
+    "list_models",
     "pixel_offsets",
     "register_backbone",
 ]

@@ -13,6 +13,7 @@ Weights never come from a hub implicitly: pass ``weights=`` a local file path or
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class TorchvisionBackbone(nn.Module):
         return m.layer4(m.layer3(m.layer2(m.layer1(x))))
 
     def load_weights(self, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+        state_dict, source = adapt_state_dict(state_dict, self.model, source)
         head_prefixes = ("fc.", "classifier.")
         sd = {k: v for k, v in state_dict.items() if not k.startswith(head_prefixes)}
         _strict_load(self.model, sd, source)
@@ -81,6 +83,8 @@ class TimmBackbone(nn.Module):
         super().__init__()
         import timm
 
+        self.model_name = model_name
+        self._kwargs = kwargs
         self.model = timm.create_model(model_name, pretrained=False, num_classes=0, global_pool="", **kwargs)
         self.num_features = self.model.num_features
         self._head = self.model.pretrained_cfg.get("classifier") or ""
@@ -89,9 +93,28 @@ class TimmBackbone(nn.Module):
         return self.model.forward_features(x)
 
     def load_weights(self, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+        state_dict, source = adapt_state_dict(state_dict, self.model, source)
         head = self._head + "." if self._head else None
         sd = {k: v for k, v in state_dict.items() if not (head and k.startswith(head))}
         _strict_load(self.model, sd, source)
+
+    def load_timm_file(self, path: str | os.PathLike) -> None:
+        """Load ``path`` with timm's own local-file mechanism (``pretrained_cfg_overlay=dict(file=...)``),
+        which applies the model's checkpoint filter (e.g. position-embedding resampling for ViTs,
+        original-repository key layouts). Never downloads: the file must exist."""
+        import timm
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file not found: {path}")
+        self.model = timm.create_model(
+            self.model_name,
+            pretrained=True,
+            pretrained_cfg_overlay=dict(file=str(path)),
+            num_classes=0,
+            global_pool="",
+            **self._kwargs,
+        )
 
 
 class TinyCNN(nn.Module):
@@ -133,6 +156,70 @@ def _strict_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], sour
             lines.append(f"  shape mismatch ({len(bad_shape)}): {bad_shape[:8]}")
         raise ValueError("\n".join(lines))
     module.load_state_dict(dict(state_dict), strict=True)
+
+
+# ---- cross-format state_dicts: timm <-> torchvision for the paper's backbones --------------------
+# ResNets share one key layout in both libraries (conv1, bn1, layer1.0.conv1, ..., fc), so only the
+# heads differ. MobileNet-V2 differs: timm ``conv_stem/bn1/blocks.i.j.*/conv_head/bn2/classifier``
+# vs torchvision ``features.n.*/classifier.1``; the rules below rename the timm layout.
+_TIMM_MNV2_IR = {"conv_pw": "conv.0.0", "bn1": "conv.0.1", "conv_dw": "conv.1.0", "bn2": "conv.1.1",
+                 "conv_pwl": "conv.2", "bn3": "conv.3"}  # fmt: skip
+_TIMM_MNV2_DS = {"conv_dw": "conv.0.0", "bn1": "conv.0.1", "conv_pw": "conv.1", "bn2": "conv.2"}
+_TIMM_BLOCK = re.compile(r"blocks\.(\d+)\.(\d+)\.(\w+)\.(.+)")
+
+
+def timm_mobilenetv2_keys_to_torchvision(keys: list[str]) -> dict[str, str]:
+    """Map timm ``mobilenetv2_*`` state_dict keys to torchvision ``mobilenet_v2`` keys.
+
+    Blocks ``blocks.i.j`` are numbered ``features.1..n`` in order; the first (depthwise-separable,
+    no ``conv_pwl``) block uses torchvision's expand-ratio-1 layout. Returns ``{timm_key: tv_key}``
+    for every key it recognises (unrecognised keys are absent).
+    """
+    blocks = sorted({(int(m[1]), int(m[2])) for k in keys if (m := _TIMM_BLOCK.fullmatch(k))})
+    index = {b: n + 1 for n, b in enumerate(blocks)}
+    separable = {b for b in blocks if not any(k.startswith(f"blocks.{b[0]}.{b[1]}.conv_pwl.") for k in keys)}
+    head = len(blocks) + 1
+    out: dict[str, str] = {}
+    for k in keys:
+        if m := _TIMM_BLOCK.fullmatch(k):
+            b = (int(m[1]), int(m[2]))
+            part = (_TIMM_MNV2_DS if b in separable else _TIMM_MNV2_IR).get(m[3])
+            if part:
+                out[k] = f"features.{index[b]}.{part}.{m[4]}"
+            continue
+        module, _, leaf = k.partition(".")
+        new = {"conv_stem": "features.0.0", "bn1": "features.0.1", "conv_head": f"features.{head}.0",
+               "bn2": f"features.{head}.1", "classifier": "classifier.1"}.get(module)  # fmt: skip
+        if new:
+            out[k] = f"{new}.{leaf}"
+    return out
+
+
+def adapt_state_dict(
+    state_dict: Mapping[str, torch.Tensor], target: nn.Module, source: str
+) -> tuple[dict[str, torch.Tensor], str]:
+    """Rename a timm-layout state_dict for a torchvision model or vice versa (MobileNet-V2), so
+    ImageNet files from either library load into either backbone kind. A state_dict already in
+    ``target``'s layout is returned unchanged. The returned ``source`` notes any conversion."""
+    sd = dict(state_dict)
+    own = list(target.state_dict())
+    if not own or own[0] in sd:
+        return sd, source
+    if "conv_stem.weight" in sd and "features.0.0.weight" in own:  # timm file -> torchvision model
+        mapping = timm_mobilenetv2_keys_to_torchvision(list(sd))
+        return _rename(sd, mapping, f"{source} (timm MobileNet-V2 layout, renamed to torchvision's)")
+    if "features.0.0.weight" in sd and "conv_stem.weight" in own:  # torchvision file -> timm model
+        fwd = timm_mobilenetv2_keys_to_torchvision(own + ["classifier.weight", "classifier.bias"])
+        mapping = {tv: tm for tm, tv in fwd.items()}
+        return _rename(sd, mapping, f"{source} (torchvision MobileNet-V2 layout, renamed to timm's)")
+    return sd, source
+
+
+def _rename(sd: dict[str, torch.Tensor], mapping: Mapping[str, str], source: str) -> tuple[dict, str]:
+    unplaced = [k for k in sd if k not in mapping]
+    if unplaced:
+        raise ValueError(f"weights from {source}: cannot place {len(unplaced)} key(s): {unplaced[:8]}")
+    return {mapping[k]: v for k, v in sd.items()}, source
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -198,5 +285,13 @@ def create_backbone(name: str, *, weights: WeightsArg = None) -> nn.Module:
         state_dict, source = dict(weights), "the given state_dict"
     else:
         state_dict, source = load_state_dict_file(weights), str(weights)
-    net.load_weights(state_dict, source)
+    try:
+        net.load_weights(state_dict, source)
+    except ValueError as err:
+        if not isinstance(net, TimmBackbone) or isinstance(weights, Mapping):
+            raise
+        try:  # last resort for timm models: timm's own checkpoint filter (resampling, original layouts)
+            net.load_timm_file(weights)
+        except Exception as timm_err:
+            raise ValueError(f"{err}\ntimm's own local-file loader also failed: {timm_err}") from err
     return net

@@ -64,7 +64,9 @@ def _flops(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adafocus", description="AdaFocus: adaptive focus for video recognition")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{fit,validate,test,predict,flops,...}")
+    for name in LIGHTNING_COMMANDS:
+        sub.add_parser(name, help=f"LightningCLI {name} (adafocus {name} --help)", add_help=False)
     p = sub.add_parser("flops", help="GFLOPs per video, per component (paper configurations by default)")
     p.add_argument("--custom", action="store_true", help="count the model given by the options below instead")
     p.add_argument("--frames", type=int, default=16)
@@ -78,10 +80,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="with --custom: also count one whole offline forward")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
     p.set_defaults(func=_flops)
+    from .data.cli import add_parser as add_data_parser  # issue 3: the data layer
+
+    add_data_parser(sub)
+    from .training.export import add_export_parser
+
+    add_export_parser(sub)
+    from .interop.official import add_convert_parser  # issue 7: interop and model zoo
+    from .zoo import add_zoo_parser
+
+    add_convert_parser(sub)
+    add_zoo_parser(sub)
     return parser
 
 
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        from .training.cli import run_cli
+
+        run_cli(argv)
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

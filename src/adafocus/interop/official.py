@@ -1,0 +1,366 @@
+"""Convert checkpoints of the official AdaFocus V1 code (blackfeather-wang/AdaFocus, "Experiments on
+ActivityNet, FCVID and Mini-Kinetics") into this project's :class:`~adafocus.AdaFocus`.
+
+The official ``main_dist.py`` saves a dict with ``model_state_dict`` (the whole ``GFV`` module) and
+the copies ``glancer``/``focuser``/``fc``/``policy``, plus ``epoch``, ``acc``, ``best_acc``,
+``scaler`` and ``optimizer``. Files are read with ``torch.load(weights_only=True)``; non-tensor
+objects are admitted only from :data:`SAFE_GLOBAL_NAMES` (argparse namespaces, numpy scalars/arrays).
+
+Key mapping (official ``GFV`` key prefix -> ours):
+
+===============================================  ==============================
+``glancer.net.features.``                        ``global_cnn.model.features.``
+``focuser.net.{conv1,bn1,layer1..4}.``           ``local_cnn.model.*``
+``focuser.policy.policy[_old].state_encoder.0.`` ``policy.encoder.0.``
+``focuser.policy.policy[_old].state_encoder.3.`` ``policy.encoder.3.``
+``focuser.policy.policy[_old].gru.``             ``policy.gru.``
+``focuser.policy.policy[_old].actor.0.``         ``policy.actor.`` (softmax -> logits)
+``focuser.policy.policy[_old].critic.0.``        ``policy.critic.``
+``classifier.gru.`` / ``classifier.fc.``         ``classifier.gru.`` / ``classifier.fc.``
+``glancer.net.classifier.1.``, ``focuser.net.fc.`` dropped: stage-0 frame classifiers
+===============================================  ==============================
+
+Exact equivalence holds for the official inference path (policy argmax, ``floor(a * (H - P))``
+crops, GRU classifier) when ``glance_size == input_size`` (the official default): the official code
+resizes glance inputs with nearest-neighbour interpolation, ours bilinearly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import os
+import pickle
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from ..model import AdaFocus
+
+CheckpointArg = str | os.PathLike | Mapping[str, Any]
+
+#: Non-tensor globals an official checkpoint may hold that are safe to reconstruct.
+SAFE_GLOBAL_NAMES: dict[str, str] = {
+    "argparse.Namespace": "argparse.Namespace",
+    "numpy.dtype": "numpy.dtype",
+    "numpy.ndarray": "numpy.ndarray",
+    "numpy._core.multiarray.scalar": "numpy._core.multiarray.scalar",
+    "numpy.core.multiarray.scalar": "numpy._core.multiarray.scalar",
+    "numpy._core.multiarray._reconstruct": "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray._reconstruct": "numpy._core.multiarray._reconstruct",
+    **{f"numpy.dtypes.{n}DType": f"numpy.dtypes.{n}DType" for n in ("Float64", "Float32", "Int64", "Int32", "Bool")},
+}
+
+_POLICY_PARTS = {"state_encoder.0.": "encoder.0.", "state_encoder.3.": "encoder.3.", "gru.": "gru.",
+                 "actor.0.": "actor.", "critic.0.": "critic."}  # fmt: skip
+_DROPPED = ("glancer.net.classifier.", "focuser.net.fc.")
+_LEAVES = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked",
+           "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"}  # fmt: skip
+_RESNETS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34",
+            ("bottleneck", (3, 4, 6, 3)): "resnet50", ("bottleneck", (3, 4, 23, 3)): "resnet101",
+            ("bottleneck", (3, 8, 36, 3)): "torchvision/resnet152"}  # fmt: skip
+
+
+def _resolve(dotted: str) -> Any:
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def load_official_checkpoint(path: str | os.PathLike, *, extra_safe_globals: Sequence[Any] = ()) -> dict[str, Any]:
+    """Read an official checkpoint without blind unpickling.
+
+    Tries ``torch.load(weights_only=True)``; if the file holds other objects, lists them with
+    ``torch.serialization.get_unsafe_globals_in_checkpoint`` and loads again only if every one is in
+    :data:`SAFE_GLOBAL_NAMES` or ``extra_safe_globals`` (objects you trust); otherwise raises
+    ``ValueError`` naming the refused globals. Nothing outside the allow-list is ever executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"official checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        extra = {f"{g.__module__}.{g.__qualname__}": g for g in extra_safe_globals}
+        refused = [n for n in needed if n not in SAFE_GLOBAL_NAMES and n not in extra]
+        if refused:
+            raise ValueError(
+                f"{path} holds objects outside the allow-list, refusing to unpickle them: {refused}. "
+                "If you trust the file, pass them as extra_safe_globals."
+            ) from None
+        allowed = [(g, n) for n, g in extra.items()]
+        for name, target in SAFE_GLOBAL_NAMES.items():
+            try:
+                allowed.append((_resolve(target), name))
+            except (ImportError, AttributeError):  # not in this numpy version
+                pass
+        try:
+            with torch.serialization.safe_globals(allowed):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise ValueError(f"{path}: refusing to unpickle an object outside the allow-list: {err}") from None
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path} does not hold a checkpoint dict (found {type(obj).__name__})")
+    return dict(obj)
+
+
+def official_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The ``GFV``-level state_dict of an official checkpoint (``model_state_dict``, or the
+    ``glancer``/``focuser``/``fc``/``policy`` parts, or a bare ``GFV`` state_dict)."""
+    ckpt = dict(checkpoint)
+    if isinstance(ckpt.get("model_state_dict"), Mapping):
+        sd = dict(ckpt["model_state_dict"])
+    elif any(isinstance(ckpt.get(k), Mapping) for k in ("glancer", "focuser", "fc")):
+        sd = {}
+        for part, prefix in (("glancer", "glancer."), ("focuser", "focuser."), ("fc", "classifier.")):
+            sd.update({prefix + k: v for k, v in (ckpt.get(part) or {}).items()})
+        if isinstance(ckpt.get("policy"), Mapping) and not any(k.startswith("focuser.policy.") for k in sd):
+            sd.update({"focuser.policy.policy." + k: v for k, v in ckpt["policy"].items()})
+    elif any(k.removeprefix("module.").startswith(("glancer.", "focuser.")) for k in ckpt):
+        sd = ckpt
+    else:
+        raise ValueError(
+            f"not an official AdaFocus checkpoint: top-level keys {sorted(ckpt)[:12]}; expected "
+            "'model_state_dict' or 'glancer'/'focuser'/'fc' (as saved by the official main_dist.py)"
+        )
+    return {k.removeprefix("module."): v for k, v in sd.items() if torch.is_tensor(v)}
+
+
+def _policy_prefix(sd: Mapping[str, torch.Tensor], policy_copy: Literal["old", "new"]) -> str | None:
+    have = [p for p in ("focuser.policy.policy_old.", "focuser.policy.policy.") if any(k.startswith(p) for k in sd)]
+    if not have:
+        return None
+    want = "focuser.policy.policy_old." if policy_copy == "old" else "focuser.policy.policy."
+    return want if want in have else have[0]
+
+
+def official_config(
+    sd: Mapping[str, torch.Tensor],
+    *,
+    patch_size: int | None = None,
+    input_size: int = 224,
+    glance_size: int | None = None,
+    args: Any = None,
+) -> dict[str, Any]:
+    """:class:`AdaFocus` keyword arguments matching an official ``GFV`` state_dict.
+
+    Shapes give the classes, widths, backbones, grid and ``reuse_global``; ``patch_size`` is not in
+    the weights and must come from ``patch_size`` or the checkpoint's saved ``args``.
+    """
+    argd = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+    patch_size = patch_size or argd.get("patch_size")
+    if not patch_size:
+        raise ValueError("patch_size is not stored in the official weights: pass it (--patch-size, e.g. 128)")
+    input_size = int(argd.get("input_size", input_size))
+    if "classifier.gru.weight_ih_l0" not in sd:
+        if "classifier.fc.weight" in sd:
+            raise ValueError(
+                "official consensus='fc' checkpoints (LinearCLassifier: mean of per-frame softmax) are not "
+                "convertible exactly; adafocus' frame-average classifier averages logits"
+            )
+        raise ValueError("official checkpoint has no classifier (classifier.gru.* / classifier.fc.*)")
+    if any(k.startswith("focuser.net.base_model.") for k in sd):
+        raise ValueError("this looks like a Something-Something (TSM/TSN) checkpoint; only the ActivityNet/"
+                         "FCVID/Mini-Kinetics code's layout is supported")  # fmt: skip
+    feats = [int(k.split(".")[3]) for k in sd if k.startswith("glancer.net.features.") and k.endswith(".0.weight")]
+    if not feats or "focuser.net.conv1.weight" not in sd:
+        raise ValueError("official checkpoint lacks glancer.net.features.* or focuser.net.* backbone weights")
+    d_g = sd[f"glancer.net.features.{max(feats)}.0.weight"].shape[0]
+    blocks = tuple(len({k.split(".")[3] for k in sd if k.startswith(f"focuser.net.layer{i}.")}) for i in (1, 2, 3, 4))
+    kind = "bottleneck" if "focuser.net.layer1.0.conv3.weight" in sd else "basic"
+    if (kind, blocks) not in _RESNETS:
+        raise ValueError(f"focuser.net is a ResNet with {kind} blocks {blocks}: not a torchvision depth")
+    d_l = 2048 if kind == "bottleneck" else 512
+    for key in ("classifier.fc.weight", "focuser.net.layer1.0.conv1.weight"):
+        if key not in sd:
+            raise ValueError(f"official checkpoint lacks {key} (renamed or missing?)")
+    fc_w = sd["classifier.fc.weight"]
+    cls_in = sd["classifier.gru.weight_ih_l0"].shape[1]
+    if cls_in not in (d_g + d_l, d_l):
+        raise ValueError(f"classifier.gru.weight_ih_l0 takes {cls_in} inputs; expected {d_g + d_l} or {d_l}")
+    cfg: dict[str, Any] = dict(
+        num_classes=fc_w.shape[0], global_backbone="mobilenet_v2", local_backbone=_RESNETS[(kind, blocks)],
+        patch_size=int(patch_size), input_size=input_size, classifier="gru", classifier_hidden_dim=fc_w.shape[1],
+        reuse_global=cls_in == d_g + d_l, dropout=float(argd.get("dropout", 0.5)),
+    )  # fmt: skip
+    pre = _policy_prefix(sd, "old")
+    if pre is None:
+        cfg["glance_size"] = int(glance_size or argd.get("glance_size", input_size))
+        return cfg
+    for part in ("state_encoder.0.weight", "state_encoder.3.weight", "actor.0.weight"):
+        if pre + part not in sd:
+            raise ValueError(f"official checkpoint lacks {pre + part} (renamed or missing?)")
+    enc0, enc3 = sd[pre + "state_encoder.0.weight"], sd[pre + "state_encoder.3.weight"]
+    if enc0.dim() != 4:
+        raise ValueError(f"{pre}state_encoder.0.weight is {tuple(enc0.shape)}: policy_conv=False is not supported")
+    side = math.isqrt(enc3.shape[1] // enc0.shape[0])
+    grid = math.isqrt(sd[pre + "actor.0.weight"].shape[0])
+    if side * side * enc0.shape[0] != enc3.shape[1] or grid * grid != sd[pre + "actor.0.weight"].shape[0]:
+        raise ValueError(f"{pre}: non-square feature map or action set ({tuple(enc3.shape)}, actor {grid}^2?)")
+    cfg.update(grid_size=grid, policy_hidden_dim=enc3.shape[0], policy_channels=enc0.shape[0],
+               glance_size=int(glance_size or argd.get("glance_size", 32 * side)))  # fmt: skip
+    return cfg
+
+
+def _map_key(key: str, policy_prefix: str | None) -> str | None:
+    if key.startswith("glancer.net.features."):
+        return "global_cnn.model." + key.removeprefix("glancer.net.")
+    if key.startswith(("focuser.net.conv1.", "focuser.net.bn1.", "focuser.net.layer")):
+        return "local_cnn.model." + key.removeprefix("focuser.net.")
+    if key.startswith(("classifier.gru.", "classifier.fc.")):
+        return key
+    if policy_prefix and key.startswith(policy_prefix):
+        rest = key.removeprefix(policy_prefix)
+        for src, dst in _POLICY_PARTS.items():
+            if rest.startswith(src):
+                return "policy." + dst + rest.removeprefix(src)
+    return None
+
+
+@dataclass
+class ConversionResult:
+    """A converted model with an account of every official tensor."""
+
+    model: AdaFocus
+    config: dict[str, Any]
+    mapped: dict[str, str]  # official key -> adafocus key
+    dropped: list[str]  # official stage-0 heads and the unused policy copy
+    missing: list[str] = field(default_factory=list)  # adafocus keys left at init (allowed by allow_missing)
+
+
+def convert_official_checkpoint(
+    checkpoint: CheckpointArg,
+    *,
+    patch_size: int | None = None,
+    input_size: int = 224,
+    glance_size: int | None = None,
+    policy_copy: Literal["old", "new"] = "old",
+    allow_missing: Sequence[str] = (),
+    extra_safe_globals: Sequence[Any] = (),
+) -> ConversionResult:
+    """Convert an official AdaFocus V1 checkpoint (path or loaded dict) into an :class:`AdaFocus`.
+
+    Args:
+        checkpoint: ``.pth.tar`` path, a loaded checkpoint dict, or a ``GFV`` state_dict.
+        patch_size: P of the official run (not recoverable from weights unless the file has ``args``).
+        input_size / glance_size: frame side and glance side (default 224 / from the policy's shape).
+        policy_copy: ``"old"`` takes ``PPO.policy_old`` (the copy the official code acts with), ``"new"``
+            ``PPO.policy``; they are equal after every PPO update.
+        allow_missing: prefixes of adafocus keys that may stay at initialisation (e.g. ``"policy."``
+            for a stage-I checkpoint trained with random patches).
+        extra_safe_globals: extra classes/functions trusted when unpickling (see
+            :func:`load_official_checkpoint`).
+
+    Raises:
+        ValueError: naming every official key that cannot be placed, every shape mismatch and every
+            adafocus key left unfilled.
+    """
+    if isinstance(checkpoint, Mapping):
+        ckpt, source = dict(checkpoint), "the given checkpoint"
+    else:
+        ckpt, source = load_official_checkpoint(checkpoint, extra_safe_globals=extra_safe_globals), str(checkpoint)
+    sd = official_state_dict(ckpt)
+    pre = _policy_prefix(sd, policy_copy)
+    other = {
+        "focuser.policy.policy_old.": "focuser.policy.policy.",
+        "focuser.policy.policy.": "focuser.policy.policy_old.",
+    }
+    try:
+        cfg = official_config(sd, patch_size=patch_size, input_size=input_size, glance_size=glance_size,
+                              args=ckpt.get("args"))  # fmt: skip
+    except ValueError as err:
+        strays = [k for k in sd if not k.startswith((*_DROPPED, *other))
+                  and (_map_key(k, pre) is None or k.rsplit(".", 1)[-1] not in _LEAVES)]  # fmt: skip
+        raise ValueError(f"{source}: {err}" + (f"\n  official keys with no place in AdaFocus: {strays[:10]}"
+                                               if strays else "")) from None  # fmt: skip
+    model = AdaFocus(**cfg)
+    own = model.state_dict()
+    mapped, dropped, unplaced, bad = {}, [], [], []
+    for k, v in sd.items():
+        new = _map_key(k, pre)
+        if new is None and (k.startswith(_DROPPED) or (pre and k.startswith(other[pre]))):
+            dropped.append(k)
+        elif new is None or new not in own:
+            unplaced.append(k)
+        elif v.shape != own[new].shape:
+            bad.append(f"{k} {tuple(v.shape)} -> {new} {tuple(own[new].shape)}")
+        else:
+            mapped[k] = new
+    filled = set(mapped.values())
+    # top-level buffers (no dot, e.g. keep_threshold) are adafocus settings, not official weights
+    missing = [k for k in own if k not in filled and "." in k]
+    fatal = [k for k in missing if not k.startswith(tuple(allow_missing))]
+    if unplaced or bad or fatal:
+        lines = [f"cannot convert official checkpoint {source}:"]
+        if unplaced:
+            lines.append(f"  official keys with no place in AdaFocus ({len(unplaced)}): {unplaced[:10]}")
+        if bad:
+            lines.append(f"  shape mismatch ({len(bad)}): {bad[:10]}")
+        if fatal:
+            lines.append(f"  AdaFocus keys not in the checkpoint ({len(fatal)}): {fatal[:10]} "
+                         "(allow_missing=... to keep them at initialisation)")  # fmt: skip
+        raise ValueError("\n".join(lines))
+    _warn_if_policies_differ(sd, pre, other.get(pre or ""))
+    model.load_state_dict({**own, **{mapped[k]: sd[k] for k in mapped}}, strict=True)
+    return ConversionResult(model, cfg, mapped, dropped, missing)
+
+
+def _warn_if_policies_differ(sd: Mapping[str, torch.Tensor], used: str | None, unused: str | None) -> None:
+    if not used or not unused:
+        return
+    for k, v in sd.items():
+        twin = k.replace(used, unused, 1)
+        if k.startswith(used) and twin in sd and not torch.equal(v, sd[twin]):
+            warnings.warn(f"{used[:-1]} and {unused[:-1]} differ (e.g. {k}); converted {used[:-1]}", stacklevel=3)
+            return
+
+
+def save_converted(result: ConversionResult, out: str | os.PathLike, *, source: str = "") -> Path:
+    """Write ``{"format", "config", "state_dict", "source", "dropped"}`` (loadable with weights_only)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(dict(format="adafocus-v1", config=result.config, state_dict=result.model.state_dict(),
+                    source=source, dropped=result.dropped), out)  # fmt: skip
+    return out
+
+
+def load_converted(path: str | os.PathLike) -> AdaFocus:
+    """Rebuild the :class:`AdaFocus` saved by :func:`save_converted`."""
+    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(obj, Mapping) or obj.get("format") != "adafocus-v1":
+        raise ValueError(f"{path} is not a converted adafocus file (run `adafocus convert-official` first)")
+    model = AdaFocus(**obj["config"])
+    model.load_state_dict(obj["state_dict"], strict=True)
+    return model
+
+
+def _cli(args: argparse.Namespace) -> int:
+    allow = ["policy."] if args.allow_missing_policy else []
+    res = convert_official_checkpoint(args.checkpoint, patch_size=args.patch_size, input_size=args.input_size,
+                                      policy_copy=args.policy_copy, allow_missing=allow)  # fmt: skip
+    save_converted(res, args.out, source=str(args.checkpoint))
+    print(f"converted {len(res.mapped)} tensors from {args.checkpoint} -> {args.out}")
+    print(f"config: {res.config}")
+    if res.dropped:
+        groups = sorted({k.rsplit(".", 2)[0] for k in res.dropped})
+        print(f"dropped {len(res.dropped)} (stage-0 heads / unused policy copy): {groups}")
+    if res.missing:
+        print(f"left at initialisation ({len(res.missing)}): {sorted({k.split('.')[0] for k in res.missing})}")
+    return 0
+
+
+def add_convert_parser(sub: Any) -> None:
+    """Register ``adafocus convert-official`` on an argparse sub-parser collection."""
+    p = sub.add_parser("convert-official", help="convert an official AdaFocus V1 checkpoint (.pth.tar)")
+    p.add_argument("checkpoint", help="official checkpoint file (read with weights_only and an allow-list)")
+    p.add_argument("--out", required=True, help="output file (load with adafocus.interop.load_converted)")
+    p.add_argument("--patch-size", type=int, default=None, help="P of the official run (not stored in weights)")
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--policy-copy", choices=["old", "new"], default="old", help="PPO.policy_old (acts) or PPO.policy")
+    p.add_argument("--allow-missing-policy", action="store_true", help="stage-I checkpoints without a policy")
+    p.set_defaults(func=_cli)
