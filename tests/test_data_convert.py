@@ -21,16 +21,32 @@ ACTIVITYNET = {
     "version": "VERSION 1.3",
     "taxonomy": [{"nodeId": 1, "nodeName": "Surfing", "parentId": 0, "parentName": "Sports"}],
     "database": {
-        "sJFgo9H6zNo": {"subset": "training", "duration": 139.0, "resolution": "640x360", "url": "u",
-                        "annotations": [{"segment": [0.0, 48.0], "label": "Surfing"},
-                                        {"segment": [60.0, 90.0], "label": "Surfing"},
-                                        {"segment": [91.0, 99.0], "label": "Archery"}]},
-        "V1Q3jpSmFRw": {"subset": "training", "duration": 60.0, "resolution": "640x360", "url": "u",
-                        "annotations": [{"segment": [1.0, 9.0], "label": "Archery"}]},
-        "Xk0Zv4eGf1E": {"subset": "validation", "duration": 60.0, "resolution": "640x360", "url": "u",
-                        "annotations": [{"segment": [1.0, 9.0], "label": "Surfing"}]},
-        "tEsT0000000": {"subset": "testing", "duration": 60.0, "resolution": "640x360", "url": "u",
-                        "annotations": []},
+        "sJFgo9H6zNo": {
+            "subset": "training",
+            "duration": 139.0,
+            "resolution": "640x360",
+            "url": "u",
+            "annotations": [
+                {"segment": [0.0, 48.0], "label": "Surfing"},
+                {"segment": [60.0, 90.0], "label": "Surfing"},
+                {"segment": [91.0, 99.0], "label": "Archery"},
+            ],
+        },
+        "V1Q3jpSmFRw": {
+            "subset": "training",
+            "duration": 60.0,
+            "resolution": "640x360",
+            "url": "u",
+            "annotations": [{"segment": [1.0, 9.0], "label": "Archery"}],
+        },
+        "Xk0Zv4eGf1E": {
+            "subset": "validation",
+            "duration": 60.0,
+            "resolution": "640x360",
+            "url": "u",
+            "annotations": [{"segment": [1.0, 9.0], "label": "Surfing"}],
+        },
+        "tEsT0000000": {"subset": "testing", "duration": 60.0, "resolution": "640x360", "url": "u", "annotations": []},
     },
 }
 
@@ -40,9 +56,11 @@ def test_kinetics_csv(tmp_path):
     csv.write_text(KINETICS)
     conv = convert_kinetics(str(csv))
     assert conv.classes == ["abseiling", "air drumming"]
-    assert conv.rows == [("abseiling/--07WQ2iBlw_000001_000011.mp4", [0], 2),
-                         ("air_drumming/-0Nm4GJ1_9E_000030_000040.mp4", [1], 3),
-                         ("abseiling/0gEqkhZN0bs_000015_000025.mp4", [0], 4)]
+    assert conv.rows == [
+        ("abseiling/--07WQ2iBlw_000001_000011.mp4", [0], 2),
+        ("air_drumming/-0Nm4GJ1_9E_000030_000040.mp4", [1], 3),
+        ("abseiling/0gEqkhZN0bs_000015_000025.mp4", [0], 4),
+    ]
     sub = convert_kinetics(str(csv), classes=["air drumming"], template="{youtube_id}.mp4")
     assert sub.rows == [("-0Nm4GJ1_9E.mp4", [0], 3)] and len(sub.problems) == 2
 
@@ -54,13 +72,22 @@ def test_something_something_v1_and_v2(tmp_path):
     assert conv.rows == [("100218", [1], 1), ("48032", [0], 2)] and "7" not in str(conv.rows)
     assert len(conv.problems) == 1 and ":3:" in conv.problems[0]
 
-    (tmp_path / "v2-labels.json").write_text(json.dumps({"Holding something": "0",
-                                                         "Turning something upside down": "1"}))
-    (tmp_path / "v2-train.json").write_text(json.dumps([
-        {"id": "78687", "label": "turning a cup upside down", "template": "Turning [something] upside down",
-         "placeholders": ["a cup"]},
-        {"id": "42326", "label": "holding a pen", "template": "Holding [something]", "placeholders": ["a pen"]},
-    ]))
+    (tmp_path / "v2-labels.json").write_text(
+        json.dumps({"Holding something": "0", "Turning something upside down": "1"})
+    )
+    (tmp_path / "v2-train.json").write_text(
+        json.dumps(
+            [
+                {
+                    "id": "78687",
+                    "label": "turning a cup upside down",
+                    "template": "Turning [something] upside down",
+                    "placeholders": ["a cup"],
+                },
+                {"id": "42326", "label": "holding a pen", "template": "Holding [something]", "placeholders": ["a pen"]},
+            ]
+        )
+    )
     conv = convert_ssv2(str(tmp_path / "v2-train.json"), str(tmp_path / "v2-labels.json"))
     assert conv.classes == ["Holding something", "Turning something upside down"]
     assert conv.rows == [("78687.webm", [1], 1), ("42326.webm", [0], 2)]
@@ -85,8 +112,21 @@ def test_cli_convert_counts_frames_and_drops_missing(tmp_path, capsys):
     csv = tmp_path / "train.csv"
     csv.write_text(KINETICS)
     out, classes = tmp_path / "train.txt", tmp_path / "classes.txt"
-    rc = main(["data", "convert", "kinetics", str(csv), str(out), "--classes", str(classes),
-               "--root", str(tmp_path), "--template", "{label_}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"])
+    rc = main(
+        [
+            "data",
+            "convert",
+            "kinetics",
+            str(csv),
+            str(out),
+            "--classes",
+            str(classes),
+            "--root",
+            str(tmp_path),
+            "--template",
+            "{label_}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",
+        ]
+    )
     assert rc == 0
     assert out.read_text() == "abseiling/--07WQ2iBlw_000001_000011.mp4 7 0\n"
     assert classes.read_text() == "abseiling\nair drumming\n"
@@ -135,7 +175,27 @@ def test_synth_is_fixed_by_seed(synth_pair):
 
 
 def test_cli_synth(tmp_path, capsys):
-    assert main(["data", "synth", str(tmp_path), "--num-train", "2", "--num-val", "1", "--num-test", "1",
-                 "--num-frames", "2", "--size", "48", "--patch-hint", "20"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "synth",
+                str(tmp_path),
+                "--num-train",
+                "2",
+                "--num-val",
+                "1",
+                "--num-test",
+                "1",
+                "--num-frames",
+                "2",
+                "--size",
+                "48",
+                "--patch-hint",
+                "20",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "train.txt").read_text().count("\n") == 2
     assert "train:" in capsys.readouterr().out

@@ -43,7 +43,10 @@ def test_formats_delimiter_and_padding(tmp_path):
     lst = _list(tmp_path, "# comment\nx/a.mp4,120,3,-1,-1\n\nx/b.mp4,4\ny,7,1,4,-1\n")
     s = read_list(lst, delimiter=",", num_classes=5)
     assert [(x.path, x.num_frames, x.labels, x.line) for x in s] == [
-        ("x/a.mp4", 120, (3,), 2), ("x/b.mp4", None, (4,), 4), ("y", 7, (1, 4), 5)]
+        ("x/a.mp4", 120, (3,), 2),
+        ("x/b.mp4", None, (4,), 4),
+        ("y", 7, (1, 4), 5),
+    ]
     assert s[2].label == 1
 
 
@@ -52,14 +55,17 @@ def test_plain_format(tmp_path):
     assert [(x.path, x.num_frames, x.labels) for x in s] == [("a.mp4", None, (2,)), ("b.mp4", None, (0,))]
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("a.mp4 10 1\nb.mp4 10 7\n", ":2: label 7 out of range [0, 5)"),
-    ("a.mp4 10 1\nb.mp4\n", ":2: expected 'path label'"),
-    ("a.mp4 ten 1\n", ":1: num_frames and labels must be integers"),
-    ("a.mp4 10 -1 -1\n", ":1: no label"),
-    ("", "annotation list is empty"),
-    ("\n# only a comment\n", "annotation list is empty"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("a.mp4 10 1\nb.mp4 10 7\n", ":2: label 7 out of range [0, 5)"),
+        ("a.mp4 10 1\nb.mp4\n", ":2: expected 'path label'"),
+        ("a.mp4 ten 1\n", ":1: num_frames and labels must be integers"),
+        ("a.mp4 10 -1 -1\n", ":1: no label"),
+        ("", "annotation list is empty"),
+        ("\n# only a comment\n", "annotation list is empty"),
+    ],
+)
 def test_bad_list_lines_name_file_and_line(tmp_path, text, needle):
     lst = _list(tmp_path, text)
     with pytest.raises(DataError) as e:
@@ -67,13 +73,16 @@ def test_bad_list_lines_name_file_and_line(tmp_path, text, needle):
     assert needle in str(e.value) and str(lst) in str(e.value)
 
 
-@pytest.mark.parametrize("name,needle", [
-    ("missing.mp4", "file not found"),
-    ("empty.mp4", "empty file (0 bytes)"),
-    ("random.mp4", "not a readable video"),
-    ("truncated.mp4", "not a readable video"),
-    ("truncated_faststart.mp4", "truncated: header declares 10 frames"),
-])
+@pytest.mark.parametrize(
+    "name,needle",
+    [
+        ("missing.mp4", "file not found"),
+        ("empty.mp4", "empty file (0 bytes)"),
+        ("random.mp4", "not a readable video"),
+        ("truncated.mp4", "not a readable video"),
+        ("truncated_faststart.mp4", "truncated: header declares 10 frames"),
+    ],
+)
 def test_bad_videos_raise_with_file_and_line(tmp_path, root, name, needle):
     lst = _list(tmp_path, f"a.mp4 10 0\n{name} 10 1\n")
     ds = VideoDataset(lst, root=str(root), num_classes=2, num_frames=T, on_error="raise")
@@ -94,8 +103,9 @@ def test_short_and_grayscale_videos_load(tmp_path, root):
 
 def test_skip_replaces_deterministically_and_counts(tmp_path, root):
     lst = _list(tmp_path, "a.mp4 10 0\nmissing.mp4 10 1\nempty.mp4 10 1\nb.mp4 10 2\nbad line\nc.mp4 10 9\n")
-    ds = VideoDataset(lst, root=str(root), num_classes=3, num_frames=T, on_error="skip",
-                      skip_log_dir=str(tmp_path / "skips"))
+    ds = VideoDataset(
+        lst, root=str(root), num_classes=3, num_frames=T, on_error="skip", skip_log_dir=str(tmp_path / "skips")
+    )
     assert len(ds) == 4 and ds.num_skipped == 2  # malformed line and label 9 dropped at load
     item = ds[1]  # missing -> empty -> b.mp4
     assert item["index"].item() == 3 and item["label"].item() == 2
@@ -120,8 +130,7 @@ def test_multi_label_targets(tmp_path, root):
 def _dm(tmp_path, root, **kw):
     train = _list(tmp_path, "".join(f"{n}.mp4 10 {i % 3}\n" for i, n in enumerate("abcabc")), "train.txt")
     val = _list(tmp_path, "a.mp4 10 0\nb.mp4 10 1\nmissing.mp4 10 1\n", "val.txt")
-    args = dict(root=str(root), num_classes=3, num_frames=T, input_size=32, scale_size=36, batch_size=2,
-                num_workers=0)
+    args = dict(root=str(root), num_classes=3, num_frames=T, input_size=32, scale_size=36, batch_size=2, num_workers=0)
     args.update(kw)
     return VideoDataModule(train, val, **args)
 
@@ -168,8 +177,15 @@ def test_datamodule_workers_and_skip_report_in_run_dir(tmp_path, root):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     dm = _dm(tmp_path, root, num_workers=1)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path / "run"))
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path / "run"),
+    )
     trainer.fit(Tiny(), datamodule=dm)
     report = tmp_path / "run" / "skipped_samples.tsv"
     lines = report.read_text().splitlines()
@@ -181,15 +197,19 @@ def test_datamodule_config_via_jsonargparse(tmp_path):
 
     p = ArgumentParser()
     p.add_class_arguments(VideoDataModule, "data")
-    cfg = p.parse_object({"data": {"train_list": "t.txt", "val_list": "v.txt", "num_classes": 7,
-                                   "source": "frames", "flip": False}})
+    cfg = p.parse_object(
+        {"data": {"train_list": "t.txt", "val_list": "v.txt", "num_classes": 7, "source": "frames", "flip": False}}
+    )
     dm = VideoDataModule(**cfg.data.as_dict())
     assert dm.num_classes == 7 and dm.hparams.source == "frames"
 
 
 def test_check_reports_every_problem(tmp_path, root):
-    lst = _list(tmp_path, "a.mp4 10 0\nmissing.mp4 10 1\nrandom.mp4 10 1\nshort.mp4 2 1\na.mp4 10 8\nbroken\n"
-                          "truncated.mp4 10 0\nb.mp4 99 1\n")
+    lst = _list(
+        tmp_path,
+        "a.mp4 10 0\nmissing.mp4 10 1\nrandom.mp4 10 1\nshort.mp4 2 1\na.mp4 10 8\nbroken\n"
+        "truncated.mp4 10 0\nb.mp4 99 1\n",
+    )
     r = check_list(lst, root=str(root), num_classes=3, num_frames=T)
     errs = {e.line: e.reason for e in r.errors}
     assert sorted(errs) == [2, 3, 5, 6, 7]

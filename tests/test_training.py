@@ -20,8 +20,17 @@ QUIET = ["--trainer.enable_progress_bar=false"]
 def fit(stage: int, tmp_path: Path, *extra: str) -> Path:
     """Run ``adafocus fit`` for a toy stage in-process; return the last checkpoint."""
     out = tmp_path / f"stage{stage}"
-    run_cli(["fit", "--config", str(TOY / f"stage{stage}.yaml"), f"--trainer.default_root_dir={out}",
-             f"--trainer.logger.init_args.save_dir={out}", *QUIET, *extra])
+    run_cli(
+        [
+            "fit",
+            "--config",
+            str(TOY / f"stage{stage}.yaml"),
+            f"--trainer.default_root_dir={out}",
+            f"--trainer.logger.init_args.save_dir={out}",
+            *QUIET,
+            *extra,
+        ]
+    )
     ckpts = sorted(glob.glob(str(out / "**" / "*.ckpt"), recursive=True), key=os.path.getmtime)
     assert ckpts, f"no checkpoint under {out}"
     return Path(ckpts[-1])
@@ -86,8 +95,13 @@ def test_rollout_skip_rewards_zero_when_skipped():
     from conftest import tiny_model
 
     model = tiny_model(skip_policy=True).eval()
-    ro = rollout(model, torch.randn(4, 5, 3, 64, 64), torch.arange(4) % 5, generator=torch.Generator().manual_seed(0),
-                 skip_penalty=1e-3)
+    ro = rollout(
+        model,
+        torch.randn(4, 5, 3, 64, 64),
+        torch.arange(4) % 5,
+        generator=torch.Generator().manual_seed(0),
+        skip_penalty=1e-3,
+    )
     assert ro.keep is not None and set(ro.keep.unique().tolist()) <= {0.0, 1.0}
     assert torch.all(ro.keep_rewards[ro.keep == 0] == 0)
 
@@ -105,11 +119,21 @@ def test_three_stages_through_cli(tmp_path):
 
 def test_stage2_adafocus_plus_trains_both_policies(tmp_path):
     c1 = fit(1, tmp_path, "--model.init_args.net.init_args.skip_policy=true")
-    c2 = fit(2, tmp_path, f"--model.init_args.init_from={c1}", "--model.init_args.net.init_args.skip_policy=true",
-             "--model.init_args.skip_penalty=1e-4")
+    c2 = fit(
+        2,
+        tmp_path,
+        f"--model.init_args.init_from={c1}",
+        "--model.init_args.net.init_args.skip_policy=true",
+        "--model.init_args.skip_penalty=1e-4",
+    )
     assert changed(weights(c1), weights(c2)) == {"policy", "skip_policy"}
-    c3 = fit(3, tmp_path, f"--model.init_args.init_from={c2}", "--model.init_args.net.init_args.skip_policy=true",
-             "--model.init_args.keep_ratio=0.5")
+    c3 = fit(
+        3,
+        tmp_path,
+        f"--model.init_args.init_from={c2}",
+        "--model.init_args.net.init_args.skip_policy=true",
+        "--model.init_args.keep_ratio=0.5",
+    )
     rho = weights(c3)["keep_threshold"]
     assert 0 < rho < 1 and rho != 0.5
 
@@ -119,8 +143,9 @@ def test_stage2_resume_is_exact(tmp_path):
     # interrupted at an epoch boundary: Lightning restarts a partly-run epoch from its first batch
     full = fit(2, tmp_path / "full", f"--model.init_args.init_from={c1}", "--trainer.max_epochs=2")
     half = fit(2, tmp_path / "half", f"--model.init_args.init_from={c1}", "--trainer.max_epochs=1")
-    resumed = fit(2, tmp_path / "resumed", f"--model.init_args.init_from={c1}", "--trainer.max_epochs=2",
-                  f"--ckpt_path={half}")
+    resumed = fit(
+        2, tmp_path / "resumed", f"--model.init_args.init_from={c1}", "--trainer.max_epochs=2", f"--ckpt_path={half}"
+    )
     wf, wr = weights(full), weights(resumed)
     assert changed(weights(half), wf) == {"policy"}
     for k in wf:
@@ -163,9 +188,19 @@ def _run(args, env_extra=None, **kw):
 def test_ddp_two_processes(tmp_path, stage):
     init = [] if stage == 1 else [f"--model.init_args.init_from={fit(1, tmp_path)}"]
     out = tmp_path / "ddp"
-    p = _run(["fit", "--config", str(TOY / f"stage{stage}.yaml"), "--trainer.devices=2",
-              "--trainer.strategy=ddp_spawn", f"--trainer.default_root_dir={out}",
-              f"--trainer.logger.init_args.save_dir={out}", *QUIET, *init])
+    p = _run(
+        [
+            "fit",
+            "--config",
+            str(TOY / f"stage{stage}.yaml"),
+            "--trainer.devices=2",
+            "--trainer.strategy=ddp_spawn",
+            f"--trainer.default_root_dir={out}",
+            f"--trainer.logger.init_args.save_dir={out}",
+            *QUIET,
+            *init,
+        ]
+    )
     assert p.wait(timeout=300) == 0
     assert len(glob.glob(str(out / "**" / "*.ckpt"), recursive=True)) == 1
 
@@ -174,11 +209,26 @@ def test_two_nodes_on_loopback(tmp_path):
     out = tmp_path / "nodes"
     port = str(29500 + os.getpid() % 1000)
     procs = [
-        _run(["fit", "--config", str(TOY / "stage1.yaml"), "--trainer.num_nodes=2", "--trainer.devices=1",
-              "--trainer.strategy=ddp", f"--trainer.default_root_dir={out}",
-              f"--trainer.logger.init_args.save_dir={out}", *QUIET],
-             {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(rank), "WORLD_SIZE": "2",
-              "LOCAL_RANK": "0"})
+        _run(
+            [
+                "fit",
+                "--config",
+                str(TOY / "stage1.yaml"),
+                "--trainer.num_nodes=2",
+                "--trainer.devices=1",
+                "--trainer.strategy=ddp",
+                f"--trainer.default_root_dir={out}",
+                f"--trainer.logger.init_args.save_dir={out}",
+                *QUIET,
+            ],
+            {
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+                "NODE_RANK": str(rank),
+                "WORLD_SIZE": "2",
+                "LOCAL_RANK": "0",
+            },
+        )
         for rank in (0, 1)
     ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
@@ -198,9 +248,18 @@ def test_export_roundtrip_and_validate_with_each_policy(tmp_path, capsys):
         torch.testing.assert_close(v, ref[k])
     results = {}
     for policy in ("learned", "random", "centre", "gaussian"):
-        cli = run_cli(["validate", "--config", str(TOY / "stage1.yaml"), f"--model.init_args.eval_policy={policy}",
-                       f"--model.init_args.init_from={c1}", f"--trainer.default_root_dir={tmp_path}",
-                       f"--trainer.logger.init_args.save_dir={tmp_path}", *QUIET])
+        cli = run_cli(
+            [
+                "validate",
+                "--config",
+                str(TOY / "stage1.yaml"),
+                f"--model.init_args.eval_policy={policy}",
+                f"--model.init_args.init_from={c1}",
+                f"--trainer.default_root_dir={tmp_path}",
+                f"--trainer.logger.init_args.save_dir={tmp_path}",
+                *QUIET,
+            ]
+        )
         metrics = cli.trainer.callback_metrics
         assert 0 <= float(metrics["val/top1"]) <= 1 and "val/online_top1_t04" in metrics
         results[policy] = float(metrics["val/loss"])
@@ -225,8 +284,17 @@ def test_wandb_logger_offline_is_a_one_line_change(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run_cli(["fit", "--config", str(TOY / "stage1.yaml"), "--trainer.logger=pytorch_lightning.loggers.WandbLogger",
-             f"--trainer.logger.init_args.save_dir={tmp_path}", f"--trainer.default_root_dir={tmp_path}", *QUIET])
+    run_cli(
+        [
+            "fit",
+            "--config",
+            str(TOY / "stage1.yaml"),
+            "--trainer.logger=pytorch_lightning.loggers.WandbLogger",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            f"--trainer.default_root_dir={tmp_path}",
+            *QUIET,
+        ]
+    )
     assert list(tmp_path.rglob("offline-run-*")), "no offline wandb run written"
 
 
@@ -234,12 +302,33 @@ def test_stage1_and_2_on_real_videos_through_cli(tmp_path):
     """Integration: the synthetic MP4 set, the VideoDataModule and the stage modules together."""
     from adafocus.data import synth
 
-    ds = synth.generate(tmp_path / "synth", num_train=8, num_val=4, num_test=4, num_frames=4, size=64,
-                        num_classes=3, patch_hint=32)
-    data = ["--data=adafocus.data.VideoDataModule", f"--data.train_list={ds['train']}",
-            f"--data.val_list={ds['val']}", f"--data.root={ds['root']}", "--data.num_classes=3",
-            "--data.num_frames=4", "--data.input_size=64", "--data.scale_size=64", "--data.flip=false",
-            "--data.batch_size=4", "--data.num_workers=0"]
+    ds = synth.generate(
+        tmp_path / "synth", num_train=8, num_val=4, num_test=4, num_frames=4, size=64, num_classes=3, patch_hint=32
+    )
+    data = [
+        "--data=adafocus.data.VideoDataModule",
+        f"--data.train_list={ds['train']}",
+        f"--data.val_list={ds['val']}",
+        f"--data.root={ds['root']}",
+        "--data.num_classes=3",
+        "--data.num_frames=4",
+        "--data.input_size=64",
+        "--data.scale_size=64",
+        "--data.flip=false",
+        "--data.batch_size=4",
+        "--data.num_workers=0",
+    ]
     c1 = fit(1, tmp_path, *data)
     c2 = fit(2, tmp_path, f"--model.init_args.init_from={c1}", *data)
     assert changed(weights(c1), weights(c2)) == {"policy"}
+
+
+def test_stage0_full_frames_hands_backbones_to_stage1(tmp_path):
+    c0 = fit(0, tmp_path)
+    w0 = weights(c0)
+    sd0 = torch.load(c0, map_location="cpu", weights_only=False)["state_dict"]
+    assert any(k.startswith("local_head.") for k in sd0)
+    w1 = weights(fit(1, tmp_path, f"--model.init_args.init_from={c0}"))
+    assert changed(w0, w1) == {"local_cnn", "classifier"}  # f_G frozen in stage I: stage 0's f_G kept
+    fresh = weights(fit(1, tmp_path / "fresh"))  # same seed, no hand-off: f_G stays at its random init
+    assert "global_cnn" in changed(fresh, w0) and "global_cnn" not in changed(w0, w1)

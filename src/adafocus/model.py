@@ -156,8 +156,14 @@ class AdaFocus(nn.Module):
             in_ch, (fh, fw), grid_size * grid_size, hidden_dim=policy_hidden_dim, reduced_channels=policy_channels
         )
         self.skip_policy = (
-            PolicyNetwork(in_ch, (fh, fw), 1, hidden_dim=policy_hidden_dim, reduced_channels=policy_channels,
-                          distribution="bernoulli")
+            PolicyNetwork(
+                in_ch,
+                (fh, fw),
+                1,
+                hidden_dim=policy_hidden_dim,
+                reduced_channels=policy_channels,
+                distribution="bernoulli",
+            )
             if skip_policy
             else None
         )

@@ -26,7 +26,7 @@ from adafocus.data.transforms import build_transform
 def _frames(rng: np.random.Generator, n: int, h: int = 256, w: int = 340) -> list[np.ndarray]:
     """Moving textured content, so the encoder produces realistic P-frames (not all-skip)."""
     base = rng.integers(0, 255, (h // 8, w // 8 + n, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
-    return [np.ascontiguousarray(base[:, t:t + w]) for t in range(n)]
+    return [np.ascontiguousarray(base[:, t : t + w]) for t in range(n)]
 
 
 def make_clips(out: str, *, clips: int, seconds: int, fps: int, gop: int) -> tuple[str, str]:
@@ -53,8 +53,9 @@ def make_clips(out: str, *, clips: int, seconds: int, fps: int, gop: int) -> tup
 
 
 def bench(list_file: str, source: str, frames: int, repeats: int) -> tuple[float, float]:
-    ds = VideoDataset(list_file, source=source, num_frames=frames, train=True,
-                      transform=build_transform(train=True), on_error="raise")
+    ds = VideoDataset(
+        list_file, source=source, num_frames=frames, train=True, transform=build_transform(train=True), on_error="raise"
+    )
     ds[0]  # warm-up: imports, allocator
     t0 = time.perf_counter()
     n = 0
@@ -80,8 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.dir or tmp
         os.makedirs(out, exist_ok=True)
-        print(f"{args.clips} clips, 340x256 H.264, {args.seconds} s at {args.fps} fps, T={args.frames}, "
-              "train sampling + transform to 224, 1 thread (= per worker)")
+        print(
+            f"{args.clips} clips, 340x256 H.264, {args.seconds} s at {args.fps} fps, T={args.frames}, "
+            "train sampling + transform to 224, 1 thread (= per worker)"
+        )
         flist = None
         for gop in args.gop:
             vlist, flist = make_clips(out, clips=args.clips, seconds=args.seconds, fps=args.fps, gop=gop)

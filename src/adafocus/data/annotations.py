@@ -32,9 +32,11 @@ class Sample:
         return self.labels[0]
 
 
-def parse_line(text: str, *, delimiter: str = " ", list_file: str = "<list>", line: int = 0,
-               num_classes: int | None = None) -> Sample:
+def parse_line(
+    text: str, *, delimiter: str = " ", list_file: str = "<list>", line: int = 0, num_classes: int | None = None
+) -> Sample:
     """Parse one list line; raises :class:`DataError` naming ``list_file:line``."""
+
     def fail(why: str) -> DataError:
         return DataError(f"{why}: {text.strip()!r}", list_file=list_file, line=line)
 
@@ -57,13 +59,15 @@ def parse_line(text: str, *, delimiter: str = " ", list_file: str = "<list>", li
         raise fail("no label (only -1 padding)")
     bad = [n for n in labels if n < 0 or (num_classes is not None and n >= num_classes)]
     if bad:
-        raise fail(f"label {bad[0]} out of range [0, {num_classes})" if num_classes is not None
-                   else f"negative label {bad[0]}")
+        raise fail(
+            f"label {bad[0]} out of range [0, {num_classes})" if num_classes is not None else f"negative label {bad[0]}"
+        )
     return Sample(path=path, labels=labels, num_frames=num_frames, line=line)
 
 
-def read_list(list_file: str, *, delimiter: str = " ", num_classes: int | None = None,
-              errors: list[DataError] | None = None) -> list[Sample]:
+def read_list(
+    list_file: str, *, delimiter: str = " ", num_classes: int | None = None, errors: list[DataError] | None = None
+) -> list[Sample]:
     """All samples of ``list_file``.
 
     With ``errors=None`` the first bad line raises; otherwise bad lines are appended to ``errors``
@@ -78,8 +82,9 @@ def read_list(list_file: str, *, delimiter: str = " ", num_classes: int | None =
             if not text.strip() or text.lstrip().startswith("#"):
                 continue
             try:
-                samples.append(parse_line(text, delimiter=delimiter, list_file=list_file, line=n,
-                                          num_classes=num_classes))
+                samples.append(
+                    parse_line(text, delimiter=delimiter, list_file=list_file, line=n, num_classes=num_classes)
+                )
             except DataError as e:
                 if errors is None:
                     raise
@@ -95,8 +100,14 @@ def resolve(root: str, path: str) -> str:
     return path if not root or os.path.isabs(path) else os.path.join(root, path)
 
 
-def format_line(path: str, labels: list[int] | tuple[int, ...], *, num_frames: int | None = None,
-                delimiter: str = " ", pad_to: int = 0) -> str:
+def format_line(
+    path: str,
+    labels: list[int] | tuple[int, ...],
+    *,
+    num_frames: int | None = None,
+    delimiter: str = " ",
+    pad_to: int = 0,
+) -> str:
     """One list line (TSN format when ``num_frames`` is given, else plain), padded with -1."""
     labs = list(labels) + [-1] * max(0, pad_to - len(labels))
     fields = [path] + ([str(num_frames)] if num_frames is not None else []) + [str(x) for x in labs]

@@ -29,8 +29,9 @@ class CheckReport:
     def lines(self) -> list[str]:
         out = [f"error: {e}" for e in sorted(self.errors, key=_order)]
         out += [f"warning: {w}" for w in sorted(self.warnings, key=_order)]
-        out.append(f"{self.list_file}: {self.num_samples} samples, {len(self.errors)} errors, "
-                   f"{len(self.warnings)} warnings")
+        out.append(
+            f"{self.list_file}: {self.num_samples} samples, {len(self.errors)} errors, {len(self.warnings)} warnings"
+        )
         return out
 
 
@@ -38,9 +39,17 @@ def _order(e: DataError) -> int:
     return e.line or 0
 
 
-def check_list(list_file: str, *, root: str = "", source: str = "video", frame_template: str = "img_{:05d}.jpg",
-               delimiter: str = " ", num_classes: int | None = None, num_frames: int = 16,
-               decode: bool = True) -> CheckReport:
+def check_list(
+    list_file: str,
+    *,
+    root: str = "",
+    source: str = "video",
+    frame_template: str = "img_{:05d}.jpg",
+    delimiter: str = " ",
+    num_classes: int | None = None,
+    num_frames: int = 16,
+    decode: bool = True,
+) -> CheckReport:
     """Check every line of ``list_file``; ``decode=False`` only opens the media (faster)."""
     report = CheckReport(list_file)
     try:
@@ -66,8 +75,11 @@ def check_list(list_file: str, *, root: str = "", source: str = "video", frame_t
                         continue
                     report.warnings.append(DataError(msg, path=path, **where))
                 if n < num_frames:
-                    report.warnings.append(DataError(f"only {n} frames, fewer than T={num_frames} "
-                                                     "(frames will repeat)", path=path, **where))
+                    report.warnings.append(
+                        DataError(
+                            f"only {n} frames, fewer than T={num_frames} (frames will repeat)", path=path, **where
+                        )
+                    )
                 if decode:
                     clip.read(sorted(set(tsn_indices(n, num_frames, train=False)) | {n - 1}))
             finally:

@@ -9,10 +9,20 @@ import sys
 def _synth(args: argparse.Namespace) -> int:
     from .synth import generate
 
-    out = generate(args.out_dir, num_train=args.num_train, num_val=args.num_val, num_test=args.num_test,
-                   num_frames=args.num_frames, size=args.size, num_classes=args.num_classes,
-                   patch_hint=args.patch_hint, digit_size=args.digit_size, clutter=args.clutter, noise=args.noise,
-                   seed=args.seed)
+    out = generate(
+        args.out_dir,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        num_test=args.num_test,
+        num_frames=args.num_frames,
+        size=args.size,
+        num_classes=args.num_classes,
+        patch_hint=args.patch_hint,
+        digit_size=args.digit_size,
+        clutter=args.clutter,
+        noise=args.noise,
+        seed=args.seed,
+    )
     for key in ("train", "val", "test"):
         print(f"{key}: {out[key]}")
     print(f"root: {out['root']}  num_classes: {out['num_classes']}")
@@ -24,9 +34,16 @@ def _check(args: argparse.Namespace) -> int:
 
     status = 0
     for lst in args.lists:
-        report = check_list(lst, root=args.root, source=args.source, frame_template=args.frame_template,
-                            delimiter=args.delimiter, num_classes=args.num_classes, num_frames=args.num_frames,
-                            decode=not args.no_decode)
+        report = check_list(
+            lst,
+            root=args.root,
+            source=args.source,
+            frame_template=args.frame_template,
+            delimiter=args.delimiter,
+            num_classes=args.num_classes,
+            num_frames=args.num_frames,
+            decode=not args.no_decode,
+        )
         for line in report.lines():
             print(line, file=sys.stdout if line.startswith(lst) else sys.stderr)
         status |= 0 if report.ok else 1
@@ -46,22 +63,35 @@ def _convert(args: argparse.Namespace) -> int:
         conv = cv.convert_kinetics(args.input, classes=classes, **_tmpl(args))
     elif args.format in ("ssv1", "ssv2"):
         if not args.labels:
-            print(f"adafocus data convert {args.format}: --labels (the official labels file) is required",
-                  file=sys.stderr)
+            print(
+                f"adafocus data convert {args.format}: --labels (the official labels file) is required", file=sys.stderr
+            )
             return 2
         fn = cv.convert_ssv1 if args.format == "ssv1" else cv.convert_ssv2
         conv = fn(args.input, args.labels, **_tmpl(args))
     else:
-        conv = cv.convert_activitynet(args.input, subset=args.subset, classes=classes,
-                                      max_labels=args.max_labels, **_tmpl(args))
+        conv = cv.convert_activitynet(
+            args.input, subset=args.subset, classes=classes, max_labels=args.max_labels, **_tmpl(args)
+        )
     pad = args.max_labels if args.format == "activitynet" else 0
     delimiter = args.delimiter if args.delimiter is not None else ("," if args.format == "activitynet" else " ")
-    n = cv.write_list(conv, args.output, root=args.root, source=args.source, frame_template=args.frame_template,
-                      delimiter=delimiter, pad_to=pad, classes_out=args.classes)
+    n = cv.write_list(
+        conv,
+        args.output,
+        root=args.root,
+        source=args.source,
+        frame_template=args.frame_template,
+        delimiter=delimiter,
+        pad_to=pad,
+        classes_out=args.classes,
+    )
     for p in conv.problems:
         print(f"warning: {p}", file=sys.stderr)
-    print(f"wrote {n} lines to {args.output} ({len(conv.classes)} classes"
-          + (f", class names in {args.classes})" if args.classes else ")") + f"; {len(conv.problems)} problems")
+    print(
+        f"wrote {n} lines to {args.output} ({len(conv.classes)} classes"
+        + (f", class names in {args.classes})" if args.classes else ")")
+        + f"; {len(conv.problems)} problems"
+    )
     return 0 if n else 1
 
 
@@ -103,8 +133,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="Kinetics CSV, SSv1 CSV, SSv2 JSON or ActivityNet JSON")
     p.add_argument("output", help="list file to write")
     p.add_argument("--labels", help="SSv1 labels CSV / SSv2 labels JSON")
-    p.add_argument("--classes", help="class names, one per line: read if it exists (Kinetics/ActivityNet), "
-                                     "else written")
+    p.add_argument(
+        "--classes", help="class names, one per line: read if it exists (Kinetics/ActivityNet), else written"
+    )
     p.add_argument("--subset", default="training", help="ActivityNet subset (training, validation)")
     p.add_argument("--max-labels", type=int, default=3, help="ActivityNet labels per video (-1 padded)")
     p.add_argument("--template", help="media path per row, e.g. '{youtube_id}.mp4', '{id}', 'v_{id}'")

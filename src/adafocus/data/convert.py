@@ -44,8 +44,12 @@ def _read_classes(path: str) -> list[str]:
     return names
 
 
-def convert_kinetics(csv_path: str, *, classes: list[str] | None = None,
-                     template: str = "{label_}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4") -> Conversion:
+def convert_kinetics(
+    csv_path: str,
+    *,
+    classes: list[str] | None = None,
+    template: str = "{label_}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",
+) -> Conversion:
     """Kinetics CSV rows; ``template`` may use label, label_ (spaces as _), youtube_id, time_start,
     time_end, split."""
     with open(csv_path, encoding="utf-8", newline="") as f:
@@ -61,8 +65,12 @@ def convert_kinetics(csv_path: str, *, classes: list[str] | None = None,
             conv.problems.append(f"{csv_path}:{n}: class {r['label']!r} not in the class list; row dropped")
             continue
         try:
-            fields = dict(r, label_=r["label"].replace(" ", "_"), time_start=int(float(r["time_start"])),
-                          time_end=int(float(r["time_end"])))
+            fields = dict(
+                r,
+                label_=r["label"].replace(" ", "_"),
+                time_start=int(float(r["time_start"])),
+                time_end=int(float(r["time_end"])),
+            )
         except ValueError:
             conv.problems.append(f"{csv_path}:{n}: time_start/time_end are not numbers; row dropped")
             continue
@@ -102,8 +110,14 @@ def convert_ssv2(json_path: str, labels_json: str, *, template: str = "{id}.webm
     return conv
 
 
-def convert_activitynet(json_path: str, *, subset: str = "training", classes: list[str] | None = None,
-                        template: str = "v_{id}.mp4", max_labels: int = 3) -> Conversion:
+def convert_activitynet(
+    json_path: str,
+    *,
+    subset: str = "training",
+    classes: list[str] | None = None,
+    template: str = "v_{id}.mp4",
+    max_labels: int = 3,
+) -> Conversion:
     """ActivityNet v1.3 videos of ``subset`` (training / validation) with their distinct labels."""
     with open(json_path, encoding="utf-8") as f:
         db = json.load(f).get("database")
@@ -124,9 +138,17 @@ def convert_activitynet(json_path: str, *, subset: str = "training", classes: li
     return conv
 
 
-def write_list(conv: Conversion, out: str, *, root: str | None = None, source: str = "video",
-               frame_template: str = "img_{:05d}.jpg", delimiter: str = " ", pad_to: int = 0,
-               classes_out: str | None = None) -> int:
+def write_list(
+    conv: Conversion,
+    out: str,
+    *,
+    root: str | None = None,
+    source: str = "video",
+    frame_template: str = "img_{:05d}.jpg",
+    delimiter: str = " ",
+    pad_to: int = 0,
+    classes_out: str | None = None,
+) -> int:
     """Write ``conv`` as a TSN list (and the class names); returns the number of lines written.
 
     With ``root``, each video is opened to count its frames and missing/unreadable ones are

@@ -108,13 +108,25 @@ class VideoDataModule(pl.LightningDataModule):
         if self._skip_dir is None:
             # created only when something is skipped; decided here so that forked workers share it
             self._skip_dir = os.path.join(tempfile.gettempdir(), f"adafocus-skips-{uuid.uuid4().hex}")
-        transform = build_transform(train=train, input_size=h.input_size, scale_size=h.scale_size,
-                                    flip=h.flip, scales=h.scales)
+        transform = build_transform(
+            train=train, input_size=h.input_size, scale_size=h.scale_size, flip=h.flip, scales=h.scales
+        )
         return VideoDataset(
-            list_file, root=h.root, source=h.source, frame_template=h.frame_template, delimiter=h.delimiter,
-            num_frames=h.num_frames, train=train, transform=transform, num_classes=h.num_classes,
-            multi_label=h.multi_label, on_error=h.on_error, skip_log_dir=self._skip_dir,
-            decoder_threads=h.decoder_threads, max_retries=h.max_retries)
+            list_file,
+            root=h.root,
+            source=h.source,
+            frame_template=h.frame_template,
+            delimiter=h.delimiter,
+            num_frames=h.num_frames,
+            train=train,
+            transform=transform,
+            num_classes=h.num_classes,
+            multi_label=h.multi_label,
+            on_error=h.on_error,
+            skip_log_dir=self._skip_dir,
+            decoder_threads=h.decoder_threads,
+            max_retries=h.max_retries,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
@@ -134,10 +146,16 @@ class VideoDataModule(pl.LightningDataModule):
         ds, h = self.datasets[split], self.hparams
         bs = h.batch_size if train else (h.eval_batch_size or h.batch_size)
         return DataLoader(
-            ds, batch_size=bs, shuffle=train, num_workers=h.num_workers, pin_memory=h.pin_memory,
-            worker_init_fn=worker_init, persistent_workers=h.num_workers > 0,
+            ds,
+            batch_size=bs,
+            shuffle=train,
+            num_workers=h.num_workers,
+            pin_memory=h.pin_memory,
+            worker_init_fn=worker_init,
+            persistent_workers=h.num_workers > 0,
             # a last batch of one clip breaks BatchNorm in training; keep it when it is all there is
-            drop_last=train and len(ds) > bs)
+            drop_last=train and len(ds) > bs,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -74,12 +74,16 @@ class VideoDataset(Dataset):
         self.list_file, self.root, self.num_frames, self.train = list_file, root, num_frames, train
         self.transform, self.num_classes, self.multi_label = transform, num_classes, multi_label
         self.on_error, self.skip_log_dir, self.max_retries = on_error, skip_log_dir, max_retries
-        self.source = make_source(source, frame_template=frame_template, threads=decoder_threads) \
-            if isinstance(source, str) else source
+        self.source = (
+            make_source(source, frame_template=frame_template, threads=decoder_threads)
+            if isinstance(source, str)
+            else source
+        )
         self.num_skipped = 0
         line_errors: list[DataError] | None = [] if on_error == "skip" else None
-        self.samples: list[Sample] = read_list(list_file, delimiter=delimiter, num_classes=num_classes,
-                                               errors=line_errors)
+        self.samples: list[Sample] = read_list(
+            list_file, delimiter=delimiter, num_classes=num_classes, errors=line_errors
+        )
         for e in line_errors or []:
             self._record(-1, e)
 
@@ -101,10 +105,12 @@ class VideoDataset(Dataset):
         except DataError as e:
             raise e.located(list_file=self.list_file, line=s.line) from None
         except (OSError, RuntimeError, ValueError) as e:  # anything else a broken file can provoke
-            raise DataError(f"{e.__class__.__name__}: {e}", path=path, list_file=self.list_file,
-                            line=s.line) from None
-        item = {"frames": frames, "label": torch.tensor(s.label, dtype=torch.long),
-                "index": torch.tensor(index, dtype=torch.long)}
+            raise DataError(f"{e.__class__.__name__}: {e}", path=path, list_file=self.list_file, line=s.line) from None
+        item = {
+            "frames": frames,
+            "label": torch.tensor(s.label, dtype=torch.long),
+            "index": torch.tensor(index, dtype=torch.long),
+        }
         if self.multi_label:
             target = torch.zeros(self.num_classes, dtype=torch.float32)
             target[list(s.labels)] = 1.0
@@ -121,8 +127,11 @@ class VideoDataset(Dataset):
                 if self.on_error == "raise":
                     raise
                 self._record(j, e)
-        raise DataError(f"{self.max_retries + 1} consecutive samples from index {index} are unreadable; "
-                        "is the root/source right? (run `adafocus data check`)", list_file=self.list_file)
+        raise DataError(
+            f"{self.max_retries + 1} consecutive samples from index {index} are unreadable; "
+            "is the root/source right? (run `adafocus data check`)",
+            list_file=self.list_file,
+        )
 
     def _record(self, index: int, error: DataError) -> None:
         self.num_skipped += 1

@@ -12,8 +12,9 @@ class DataError(RuntimeError):
         list_file / line: where the sample was declared (1-based line), if known.
     """
 
-    def __init__(self, message: str, *, path: str | None = None, list_file: str | None = None,
-                 line: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: str | None = None, list_file: str | None = None, line: int | None = None
+    ) -> None:
         self.reason = message
         self.path = path
         self.list_file = list_file

@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 
 
-def tsn_indices(num_frames: int, num_segments: int, *, train: bool,
-                generator: torch.Generator | None = None) -> list[int]:
+def tsn_indices(
+    num_frames: int, num_segments: int, *, train: bool, generator: torch.Generator | None = None
+) -> list[int]:
     """``num_segments`` frame indices into a video of ``num_frames`` frames.
 
     Train (``N >= T``): segment ``k`` covers ``[k*d, (k+1)*d)`` with ``d = N // T`` (the official

@@ -116,7 +116,9 @@ class VideoClip:
                 if target not in got:
                     raise DataError(
                         f"decoding ended before frame {self._pts.index(target)} of {self.num_frames} "
-                        "(truncated or corrupt file?)", path=self.path)
+                        "(truncated or corrupt file?)",
+                        path=self.path,
+                    )
         except av.error.FFmpegError as e:
             raise DataError(f"decoding failed ({e})", path=self.path) from None
         arr = np.stack([got[self._pts[i]] for i in indices])

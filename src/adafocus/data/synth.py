@@ -47,12 +47,20 @@ def _background(rng: np.random.Generator, size: int, clutter: int) -> np.ndarray
         y, x = rng.integers(0, size, 2)
         thin, long = rng.integers(2, 5), rng.integers(8, 30)
         h, w = (thin, long) if rng.random() < 0.5 else (long, thin)
-        bg[y:y + h, x:x + w] = rng.uniform(60, 230)
+        bg[y : y + h, x : x + w] = rng.uniform(60, 230)
     return np.repeat(bg[:, :, None], 3, axis=2)
 
 
-def render_video(digit: np.ndarray, rng: np.random.Generator, *, num_frames: int, size: int, digit_size: int,
-                 clutter: int, noise: float) -> np.ndarray:
+def render_video(
+    digit: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    num_frames: int,
+    size: int,
+    digit_size: int,
+    clutter: int,
+    noise: float,
+) -> np.ndarray:
     """``(num_frames, size, size, 3)`` uint8 frames of ``digit`` moving in a straight line."""
     bg = _background(rng, size, clutter)
     glyph = _upscale(digit, digit_size)[:, :, None]
@@ -63,8 +71,8 @@ def render_video(digit: np.ndarray, rng: np.random.Generator, *, num_frames: int
         a = t / max(1, num_frames - 1)
         y, x = np.rint((1 - a) * start + a * end).astype(int)
         f = bg.copy()
-        region = f[y:y + digit_size, x:x + digit_size]
-        f[y:y + digit_size, x:x + digit_size] = region * (1 - glyph) + colour * glyph
+        region = f[y : y + digit_size, x : x + digit_size]
+        f[y : y + digit_size, x : x + digit_size] = region * (1 - glyph) + colour * glyph
         f += rng.normal(0, noise, f.shape).astype(np.float32)
         frames[t] = np.clip(f, 0, 255).astype(np.uint8)
     return frames
@@ -127,17 +135,35 @@ def generate(
         lines = []
         for i in range(count):
             k = pools[split][i % len(pools[split])]
-            frames = render_video(images[k], split_rng, num_frames=num_frames, size=size, digit_size=digit_size,
-                                  clutter=clutter, noise=noise)
+            frames = render_video(
+                images[k],
+                split_rng,
+                num_frames=num_frames,
+                size=size,
+                digit_size=digit_size,
+                clutter=clutter,
+                noise=noise,
+            )
             rel = f"videos/{split}/{i:05d}.mp4"
             write_video(os.path.join(out_dir, rel), frames, fps=fps, crf=18, gop=num_frames)
             lines.append(format_line(rel, [int(labels[k])], num_frames=num_frames))
         result[split] = os.path.join(out_dir, f"{split}.txt")
         with open(result[split], "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
-    meta = dict(num_train=num_train, num_val=num_val, num_test=num_test, num_frames=num_frames, size=size,
-                num_classes=num_classes, patch_hint=patch_hint, digit_size=digit_size, clutter=clutter,
-                noise=noise, fps=fps, seed=seed)
+    meta = dict(
+        num_train=num_train,
+        num_val=num_val,
+        num_test=num_test,
+        num_frames=num_frames,
+        size=size,
+        num_classes=num_classes,
+        patch_hint=patch_hint,
+        digit_size=digit_size,
+        clutter=clutter,
+        noise=noise,
+        fps=fps,
+        seed=seed,
+    )
     with open(os.path.join(out_dir, "synth.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2)
     return result

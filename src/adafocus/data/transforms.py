@@ -38,14 +38,12 @@ class MultiScaleCrop(v2.Transform):
         h, w = v2.query_size(flat_inputs)
         base = min(h, w)
         sides = [max(1, int(base * s)) for s in self.scales]
-        pairs = [(ch, cw) for i, ch in enumerate(sides) for j, cw in enumerate(sides)
-                 if abs(i - j) <= self.max_distort]
+        pairs = [(ch, cw) for i, ch in enumerate(sides) for j, cw in enumerate(sides) if abs(i - j) <= self.max_distort]
         ch, cw = pairs[int(torch.randint(len(pairs), ()))]
         # 13 fixed positions (corners, edge centres, centre, quarter points) as in TSN's
         # "more_fix_crop": fewer, more distinct crops than uniform offsets
         sy, sx = (h - ch) / 4, (w - cw) / 4
-        grid = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2), (0, 2), (4, 2), (2, 0), (2, 4),
-                (1, 1), (1, 3), (3, 1), (3, 3)]
+        grid = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2), (0, 2), (4, 2), (2, 0), (2, 4), (1, 1), (1, 3), (3, 1), (3, 3)]
         gy, gx = grid[int(torch.randint(len(grid), ()))]
         return dict(top=int(gy * sy), left=int(gx * sx), height=ch, width=cw)
 
@@ -53,8 +51,14 @@ class MultiScaleCrop(v2.Transform):
         return F.resized_crop(inpt, **params, size=[self.size, self.size], antialias=True)
 
 
-def build_transform(*, train: bool, input_size: int = 224, scale_size: int = 256, flip: bool = True,
-                    scales: Sequence[float] = DEFAULT_SCALES) -> v2.Compose:
+def build_transform(
+    *,
+    train: bool,
+    input_size: int = 224,
+    scale_size: int = 256,
+    flip: bool = True,
+    scales: Sequence[float] = DEFAULT_SCALES,
+) -> v2.Compose:
     """Clip transform for training (``train=True``) or evaluation; input uint8 ``(T, 3, H, W)``."""
     if train:
         ops: list[Any] = [MultiScaleCrop(input_size, scales)]
