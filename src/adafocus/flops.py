@@ -7,7 +7,7 @@ softmax) is not counted, as in the paper and torch's counter.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -18,9 +18,13 @@ from .model import AdaFocus
 
 def count_macs(fn, *args: Any, **kwargs: Any) -> int:
     """Multiply-adds performed by ``fn(*args, **kwargs)`` (no gradients recorded)."""
+    return _count(fn, *args, **kwargs)[0]
+
+
+def _count(fn, *args: Any, **kwargs: Any) -> tuple[int, Any]:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        fn(*args, **kwargs)
-    return counter.get_total_flops() // 2
+        out = fn(*args, **kwargs)
+    return counter.get_total_flops() // 2, out
 
 
 @dataclass
@@ -34,7 +38,7 @@ class FlopsBreakdown:
     global_frames: int
     local_frames: int
     policy_steps: int
-    local_frames_run: float = field(default=-1.0)
+    local_frames_run: float
 
     @property
     def total(self) -> float:
@@ -65,10 +69,8 @@ def count_flops(
     was_training = model.training
     model.eval()
     try:
-        g = count_macs(model.global_cnn, torch.zeros(1, 3, s, s))
+        g, fmap = _count(model.global_cnn, torch.zeros(1, 3, s, s))  # fmap: the policy's input shape
         ell = count_macs(model.local_cnn, torch.zeros(1, 3, p, p))
-        with torch.no_grad():
-            fmap = model.global_cnn(torch.zeros(1, 3, s, s))
         steps = 1 if model.policy_scope == "video" else t_g
         state = fmap.unsqueeze(1)
         if model.policy_scope == "video":

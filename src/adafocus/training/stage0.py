@@ -6,13 +6,12 @@ are discarded at hand-off (``init_from`` of stage I takes only the AdaFocus weig
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model import AdaFocus
 from .base import AdaFocusStage
 from .stages import _sgd_cosine
 
@@ -29,15 +28,12 @@ class FullFrameStage(AdaFocusStage):
     def __init__(
         self,
         num_classes: int,
-        net: Callable[[int], AdaFocus] | None = None,
-        init_from: str | None = None,
-        multi_label: bool = False,
-        seed: int = 0,
         lr: float = 0.01,
         weight_decay: float = 1e-4,
         momentum: float = 0.9,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes, net, init_from, multi_label, "learned", seed)
+        super().__init__(num_classes, **kwargs)
         self.global_head = nn.Linear(self.model.global_cnn.num_features, num_classes)
         self.local_head = nn.Linear(self.model.local_cnn.num_features, num_classes)
 

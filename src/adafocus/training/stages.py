@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import torch
 from pytorch_lightning.utilities import rank_zero_info
 
-from ..model import AdaFocus
 from .base import AdaFocusStage, EvalPolicy
 from .ppo import normalised_returns, ppo_loss
 from .reward import rollout
@@ -24,7 +23,10 @@ def _sgd_cosine(module: AdaFocusStage, groups: list[dict], weight_decay: float, 
 class WarmupStage(AdaFocusStage):
     """Stage I: f_L and f_C learn from uniformly random patches (Eq. 5); pi is not used.
 
+    Every stage also takes :class:`AdaFocusStage`'s arguments (``net``, ``init_from``, ...).
+
     Args:
+        eval_policy: validation uses random patches by default (pi is untrained in stage I).
         lr_local / lr_classifier / lr_global: initial SGD learning rates (paper: 5e-4 / 0.05 / f_G
             frozen). ``lr_global=0`` freezes f_G (requires_grad off, BN in eval mode).
         weight_decay, momentum: SGD with Nesterov momentum, cosine annealing per step.
@@ -33,19 +35,16 @@ class WarmupStage(AdaFocusStage):
     def __init__(
         self,
         num_classes: int,
-        net: Callable[[int], AdaFocus] | None = None,
-        init_from: str | None = None,
-        multi_label: bool = False,
         eval_policy: EvalPolicy = "random",
-        seed: int = 0,
         lr_local: float = 5e-4,
         lr_classifier: float = 0.05,
         lr_global: float = 0.0,
         weight_decay: float = 1e-4,
         momentum: float = 0.9,
+        **kwargs: Any,
     ) -> None:
         self.frozen_parts = ("policy", "skip_policy") + (("global_cnn",) if lr_global <= 0 else ())
-        super().__init__(num_classes, net, init_from, multi_label, eval_policy, seed)
+        super().__init__(num_classes, eval_policy=eval_policy, **kwargs)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         frames, labels = batch["frames"], batch["label"]
@@ -85,11 +84,6 @@ class PolicyStage(AdaFocusStage):
     def __init__(
         self,
         num_classes: int,
-        net: Callable[[int], AdaFocus] | None = None,
-        init_from: str | None = None,
-        multi_label: bool = False,
-        eval_policy: EvalPolicy = "learned",
-        seed: int = 0,
         lr: float = 3e-4,
         betas: tuple[float, float] = (0.9, 0.999),
         gamma: float = 0.7,
@@ -99,8 +93,9 @@ class PolicyStage(AdaFocusStage):
         ppo_epochs: int = 1,
         skip_penalty: float = 1e-6,
         grad_clip: float | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes, net, init_from, multi_label, eval_policy, seed)
+        super().__init__(num_classes, **kwargs)
         self.automatic_optimization = False
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -110,8 +105,8 @@ class PolicyStage(AdaFocusStage):
         returns = normalised_returns(ro.rewards, h.gamma)
         keep_returns = normalised_returns(ro.keep_rewards, h.gamma) if ro.keep is not None else None
         opt = self.optimizers()
+        kw = dict(clip=h.clip, value_coef=h.value_coef, entropy_coef=h.entropy_coef)
         for _ in range(h.ppo_epochs):
-            kw = dict(clip=h.clip, value_coef=h.value_coef, entropy_coef=h.entropy_coef)
             loss, stats = ppo_loss(self.model.policy, ro.feature_maps, ro.actions, ro.log_probs, returns, **kw)
             if keep_returns is not None:
                 kloss, kstats = ppo_loss(
@@ -132,7 +127,7 @@ class PolicyStage(AdaFocusStage):
             self.log("train/keep_ratio", ro.keep.mean(), batch_size=bs)
 
     def configure_optimizers(self):
-        params = [p for p in self.model.policy.parameters()]
+        params = list(self.model.policy.parameters())
         if self.model.skip_policy is not None:
             params += list(self.model.skip_policy.parameters())
         return torch.optim.Adam(params, lr=self.hparams.lr, betas=tuple(self.hparams.betas))
@@ -153,11 +148,6 @@ class FinetuneStage(AdaFocusStage):
     def __init__(
         self,
         num_classes: int,
-        net: Callable[[int], AdaFocus] | None = None,
-        init_from: str | None = None,
-        multi_label: bool = False,
-        eval_policy: EvalPolicy = "learned",
-        seed: int = 0,
         lr_classifier: float = 5e-3,
         lr_local: float = 0.0,
         weight_decay: float = 1e-4,
@@ -165,9 +155,10 @@ class FinetuneStage(AdaFocusStage):
         sample_policy: bool = True,
         keep_ratio: float | None = None,
         threshold_batches: int = 50,
+        **kwargs: Any,
     ) -> None:
         self.frozen_parts = ("global_cnn", "policy", "skip_policy") + (("local_cnn",) if lr_local <= 0 else ())
-        super().__init__(num_classes, net, init_from, multi_label, eval_policy, seed)
+        super().__init__(num_classes, **kwargs)
 
     def on_fit_start(self) -> None:
         if self.hparams.keep_ratio is None or self.model.skip_policy is None:
