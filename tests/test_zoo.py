@@ -62,5 +62,5 @@ def test_create_model_with_local_weights(tmp_path):
     torch.save(model.state_dict(), tmp_path / "w.pt")
     again = create_model("adafocus_tsm_p144_sthsth", weights=tmp_path / "w.pt")
     torch.testing.assert_close(again.classifier.fc_local.bias, torch.full((174,), 0.25))
-    with pytest.raises(ValueError, match=r"do not fit zoo model 'adafocus_mn2_rn50_p128_fcvid'.*classifier"):
+    with pytest.raises(ValueError, match=r"do not fit zoo model 'adafocus_mn2_rn50_p128_fcvid'.*policy\.actor"):
         create_model("adafocus_mn2_rn50_p128_fcvid", weights=tmp_path / "w.pt")

@@ -5,14 +5,17 @@ from .crop import candidate_grid, crop_patches, pixel_offsets
 from .flops import count_flops
 from .model import AdaFocus, AdaFocusOutput, StepOutput, StreamState
 from .policy import PolicyNetwork
+from .tsm_model import AdaFocusTSM, TSMPlus
 from .zoo import create_model, list_models
 
 __all__ = [
     "AdaFocus",
     "AdaFocusOutput",
+    "AdaFocusTSM",
     "PolicyNetwork",
     "StepOutput",
     "StreamState",
+    "TSMPlus",
     "candidate_grid",
     "count_flops",
     "create_model",

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .model import AdaFocus
+from .tsm_model import AdaFocusTSM
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class ZooEntry:
     config: str  # Lightning config that trains it
     local_frames: int | None = None
     notes: str = ""
+    tsm: bool = False  # built as AdaFocusTSM (temporal shift, 8 f_G + 12 f_L frames, one patch per video)
 
     @property
     def patch_size(self) -> int:
@@ -46,15 +48,16 @@ class ZooEntry:
         kw = self.model_kwargs
         return f"{kw.get('global_backbone', 'mobilenet_v2')}+{kw.get('local_backbone', 'resnet50')}"
 
-    def build(self, **overrides: Any) -> AdaFocus:
-        """A randomly initialised :class:`AdaFocus` with this architecture (``overrides`` win)."""
+    def build(self, **overrides: Any) -> AdaFocus | AdaFocusTSM:
+        """A randomly initialised model with this architecture (``overrides`` win)."""
+        if self.tsm:
+            return AdaFocusTSM(**{**self.model_kwargs, **overrides})
         return AdaFocus(**{**self.model_kwargs, **overrides})
 
 
 _MN2_RN50 = dict(global_backbone="mobilenet_v2", local_backbone="resnet50", grid_size=7, classifier="gru")
-_TSM = dict(global_backbone="mobilenet_v2", local_backbone="resnet50", grid_size=5, classifier="fc",
-            policy_scope="video", num_frames=8, policy_channels=64, num_classes=174)  # fmt: skip
-_TSM_NOTE = "the paper adds temporal shift (TSM) to both CNNs: zero FLOPs, not part of these backbones"
+_TSM = dict(global_backbone="tsm_mobilenet_v2", local_backbone="tsm_resnet50", grid_size=5, global_frames=8,
+            local_frames=12, policy_channels=64, num_classes=174)  # fmt: skip
 
 
 def _entries() -> list[ZooEntry]:
@@ -80,7 +83,7 @@ def _entries() -> list[ZooEntry]:
                 name=f"adafocus_tsm_p{p}_{cfg_dir}", dataset=ds, frames=8, local_frames=12, metric="top1",
                 paper_score=score, model_kwargs=dict(_TSM, patch_size=p), gflops=_GFLOPS[(174, p)],
                 paper_gflops=paper, paper_ref="Table 3", config=f"lightning_configs/{cfg_dir}/adafocus_tsm_p{p}.yaml",
-                notes=_TSM_NOTE,
+                tsm=True,
             ))  # fmt: skip
     return e
 
@@ -106,7 +109,9 @@ def get_entry(name: str) -> ZooEntry:
     return ZOO[name]
 
 
-def create_model(name: str, weights: str | os.PathLike | Mapping[str, torch.Tensor] | None = None) -> AdaFocus:
+def create_model(
+    name: str, weights: str | os.PathLike | Mapping[str, torch.Tensor] | None = None
+) -> AdaFocus | AdaFocusTSM:
     """Build zoo model ``name``; ``weights``: a local adafocus state_dict (file or dict), a file written
     by ``adafocus convert-official``, or an official AdaFocus checkpoint (converted here)."""
     entry = get_entry(name)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_info
 
 from ..model import AdaFocus
+from ..tsm_model import AdaFocusTSM
 from .metrics import OnlineAccuracy, offline_metrics
 
 EvalPolicy = Literal["learned", "random", "centre", "gaussian"]
@@ -39,7 +40,8 @@ class AdaFocusStage(pl.LightningModule):
 
     Args:
         num_classes: linked from the data module by the CLI.
-        net: a builder ``num_classes -> AdaFocus`` (in YAML: ``class_path: adafocus.AdaFocus`` plus
+        net: a builder ``num_classes -> AdaFocus`` (in YAML: ``class_path: adafocus.AdaFocus``, or
+            ``adafocus.AdaFocusTSM`` for the Sth-Sth models, plus
             ``init_args``); default: the paper's MobileNet-V2 + ResNet-50 model.
         init_from: checkpoint of the previous stage; only the AdaFocus weights are taken
             (``--ckpt_path`` instead resumes this same stage with optimizer and loop state).
@@ -53,7 +55,7 @@ class AdaFocusStage(pl.LightningModule):
     def __init__(
         self,
         num_classes: int,
-        net: Callable[[int], AdaFocus] | None = None,
+        net: Callable[[int], AdaFocus | AdaFocusTSM] | None = None,
         init_from: str | None = None,
         multi_label: bool = False,
         eval_policy: EvalPolicy = "learned",
@@ -118,7 +120,7 @@ class AdaFocusStage(pl.LightningModule):
     def _log_epoch(self, metrics, online, stage: str) -> None:
         self.log_dict(metrics.compute())
         per_step = online.compute()
-        for t, acc in enumerate(per_step.tolist(), start=1):
+        for t, acc in enumerate(per_step.reshape(-1).tolist(), start=1):  # AdaFocus-TSM: one step
             self.log(f"{stage}/online_top1_t{t:02d}", acc)
         metrics.reset()
         online.reset()

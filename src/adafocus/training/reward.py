@@ -57,6 +57,8 @@ def rollout(
     Eq. 10 (AdaFocus+): ``r'_t = b_t * (p_y(history, f_L on) - p_y(history, f_L off) - lambda P^2)``.
     The history is what really happened: skipped frames contribute all-zero local features.
     """
+    if getattr(model, "policy_scope", "frame") == "video":
+        return video_rollout(model, frames, labels, generator=generator)
     b, t = frames.shape[:2]
     fmap, g = model.glance(frames)
     pol = model.policy(fmap)
@@ -82,3 +84,31 @@ def rollout(
         keep_rewards = keep * (p_chosen - p_off - skip_penalty * model.patch_size**2)
     logits, _ = model.classify(g, history)
     return Rollout(fmap, actions, log_probs, rewards, logits, keep, keep_lp, keep_rewards)
+
+
+@torch.no_grad()
+def video_rollout(
+    model, frames: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator | None = None
+) -> Rollout:
+    """One decision per video (AdaFocus-TSM, ``policy_scope="video"``): a single PPO step.
+
+    Eq. 7 with T = 1: ``r = p_y(clip cropped at the chosen location) - p_y(clip cropped at a
+    random location)`` (the official Sth-Sth reward with ``video_div=1``). Tensors are ``(B, 1)``.
+    """
+    b, t = frames.shape[:2]
+    gin = model.select_glance_frames(frames) if hasattr(model, "select_glance_frames") else frames
+    fmap, g = model.glance(gin)
+    state = fmap.reshape(b, 1, -1, *fmap.shape[-2:])  # all frames' e_G stacked on channels
+    pol = model.policy(state)
+    actions = model.policy.act(pol.logits, True, generator)
+    log_probs = model.policy.distribution(pol.logits).log_prob(actions)
+    hw = frames.shape[-2:]
+
+    def clip_logits(locs: torch.Tensor) -> torch.Tensor:  # (B, 1, 2) -> final logits (B, 1, K)
+        offsets = pixel_offsets(locs.expand(b, t, 2), hw, model.patch_size)
+        return model.classify(g, model.focus(frames, offsets))[0][:, -1:]
+
+    logits = clip_logits(model.actions_to_locations(actions))
+    rand = clip_logits(random_locations(b, 1, device=frames.device, generator=generator))
+    rewards = confidence(logits, labels) - confidence(rand, labels)
+    return Rollout(state, actions, log_probs, rewards, logits)

@@ -1,0 +1,323 @@
+"""Inference speed of AdaFocus against its full-frame baselines: ``adafocus benchmark``.
+
+Modelled on timm's ``benchmark.py``: random-init models, random inputs, warm-up, then the median
+of repeated timed runs. For every model: GFLOPs/video (``adafocus.flops``, 1 MAC = 1 FLOP),
+latency (ms/video at batch 1), throughput (videos/s at ``--batch-size``), and for AdaFocus the
+measured speed-up over its matching baseline next to the FLOPs ratio (their quotient is the share
+of the theoretical speed-up realised). For AdaFocus models each part (f_G, pi, crop, f_L, f_C)
+is also timed on its own, on the same inputs, so the overhead of pi + crop + f_C can be read off.
+
+    adafocus benchmark --threads 2                       # the paper's models on this CPU
+    adafocus benchmark --models adafocus_p128,full_mn2_rn50 --ablate
+    adafocus benchmark --device cuda --dtype bfloat16 --batch-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..crop import crop_patches, pixel_offsets
+from ..flops import count_flops, count_macs
+from ..inference import infer, prepare_for_inference
+from ..model import AdaFocus
+from ..tsm_model import AdaFocusTSM, TSMPlus
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """A benchmarked configuration. ``build(glance_size)``; ``frames``: T of the input clip."""
+
+    build: Callable[[int | None], nn.Module]
+    frames: int
+    baseline: str | None = None  # the full-frame model its speed-up is measured against
+    input_size: int = 224
+    global_frames: int | None = None  # AdaFocus-TSM: frames seen by f_G (for the FLOPs count)
+
+
+_TINY = dict(global_backbone="tiny_cnn", local_backbone="tiny_cnn", input_size=64, policy_hidden_dim=32)
+_TINY_TSM = dict(global_backbone="tsm_tiny_mobilenet", local_backbone="tsm_tiny_resnet", input_size=64)
+
+MODELS: dict[str, BenchModel] = {
+    **{f"adafocus_p{p}": BenchModel(lambda gs, p=p: AdaFocus(200, patch_size=p, glance_size=gs), 16, "full_mn2_rn50")
+       for p in (96, 128, 160)},
+    "full_rn50": BenchModel(lambda gs: TSMPlus(200, global_backbone=None, local_backbone="resnet50", num_frames=16),
+                            16),
+    "full_mn2_rn50": BenchModel(
+        lambda gs: TSMPlus(200, global_backbone="mobilenet_v2", local_backbone="resnet50", num_frames=16), 16
+    ),
+    **{f"adafocus_tsm_p{p}": BenchModel(lambda gs, p=p: AdaFocusTSM(174, patch_size=p, glance_size=gs), 12,
+                                        "tsm_plus", global_frames=8) for p in (144, 160, 176)},
+    "tsm_plus": BenchModel(lambda gs: TSMPlus(174, num_frames=8), 8),
+    # tiny stand-ins for tests (64x64 frames)
+    "tiny_adafocus": BenchModel(
+        lambda gs: AdaFocus(5, patch_size=32, glance_size=gs, classifier_hidden_dim=32, **_TINY), 4, "tiny_full", 64
+    ),
+    "tiny_full": BenchModel(lambda gs: TSMPlus(5, global_backbone="tiny_cnn", local_backbone="tiny_cnn",
+                                               num_frames=4, input_size=64), 4, None, 64),
+    "tiny_adafocus_tsm": BenchModel(lambda gs: AdaFocusTSM(5, patch_size=32, glance_size=gs, global_frames=2,
+                                                           local_frames=4, policy_hidden_dim=32, **_TINY_TSM),
+                                    4, "tiny_tsm_plus", 64, global_frames=2),
+    "tiny_tsm_plus": BenchModel(lambda gs: TSMPlus(5, global_backbone="tsm_tiny_mobilenet",
+                                                   local_backbone="tsm_tiny_resnet", num_frames=4, input_size=64),
+                                4, None, 64),
+}  # fmt: skip
+DEFAULT_MODELS = [n for n in MODELS if not n.startswith("tiny")]
+
+
+def gflops(name: str, model: nn.Module) -> float:
+    """GFLOPs (GMACs) per video, counted on the eager, un-prepared model."""
+    spec = MODELS[name]
+    if isinstance(model, (AdaFocus, AdaFocusTSM)):
+        return count_flops(model, spec.global_frames or spec.frames, local_frames=spec.frames).total
+    x = torch.zeros(1, spec.frames, 3, spec.input_size, spec.input_size)
+    model.eval()
+    return count_macs(model, x) / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> float:
+    """Median wall-clock seconds of ``fn()`` after ``warmup`` untimed calls (inference mode)."""
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn()
+        _sync(device)
+        times = [float("nan")]
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times[1:] or times)
+
+
+def part_fns(model: nn.Module, frames: torch.Tensor) -> dict[str, Callable[[], Any]]:
+    """One closure per AdaFocus part, each on the real intermediate inputs of ``frames``."""
+    b, t = frames.shape[:2]
+    hw, p = frames.shape[-2:], model.patch_size
+    tsm = isinstance(model, AdaFocusTSM)
+    with torch.inference_mode():
+        gin = model.select_glance_frames(frames) if tsm else frames
+        fmap, g = model.glance(gin)
+        if tsm:
+            state = model.policy_input(fmap)
+        elif model.policy_scope == "video":
+            state = fmap.reshape(b, 1, -1, *fmap.shape[-2:])
+        else:
+            state = fmap
+
+        def policy() -> torch.Tensor:
+            locs = model.actions_to_locations(model.policy(state).logits.argmax(-1))
+            return pixel_offsets(locs, hw, p).reshape(b, -1, 2).expand(b, t, 2).reshape(b * t, 2)
+
+        offs = policy()
+        flat = frames.flatten(0, 1)
+        patches = crop_patches(flat, offs, p)
+
+        def focus() -> torch.Tensor:
+            return model.local_cnn(patches).mean(dim=(-2, -1)).view(b, t, -1)
+
+        local = focus()
+    return {
+        "f_G": lambda: model.glance(gin),
+        "policy": policy,
+        "crop": lambda: crop_patches(flat, offs, p),
+        "f_L": focus,
+        "classifier": lambda: model.classify(g, local),
+    }
+
+
+def build(
+    name: str, args: argparse.Namespace, *, channels_last: bool, fold_bn: bool, compile: bool, quantize: bool = False
+) -> tuple:
+    """Build ``name``, count its FLOPs, prepare it: ``(row, model)``."""
+    spec, device = MODELS[name], torch.device(args.device)
+    torch.manual_seed(0)
+    model = spec.build(args.glance_size if spec.baseline else None)
+    row: dict[str, Any] = dict(model=name, gflops=gflops(name, model), baseline=spec.baseline,
+                               channels_last=channels_last, fold_bn=fold_bn, compile=compile,
+                               quantize_heads=quantize and bool(spec.baseline))  # fmt: skip
+    model = prepare_for_inference(model.to(device), channels_last=channels_last, fold_bn=fold_bn,
+                                  compile=compile, dtype=args.dtype, quantize_heads=quantize)  # fmt: skip
+    return row, model
+
+
+def measure(jobs: list[tuple[dict, nn.Module]], args: argparse.Namespace, progress: Callable[[str], None]) -> None:
+    """Time every job at batch 1 and ``args.batch_size``, in interleaved rounds.
+
+    Round r times each model once, so a load change on a shared machine hits all of them alike and
+    the speed-up ratios stay meaningful; each model's figure is the median over rounds (``*_min``:
+    the fastest round, the least disturbed one).
+    """
+    device, dtype = torch.device(args.device), args.dtype or torch.float32
+    for bs, key in ((1, "ms_per_video"), (args.batch_size, "videos_per_s")):
+        inputs = []
+        progress(f"batch {bs}: warm-up ({args.warmup} runs per model)")
+        for row, model in jobs:
+            spec = MODELS[row["model"]]
+            x = torch.randn(bs, spec.frames, 3, spec.input_size, spec.input_size, device=device, dtype=dtype)
+            time_fn(lambda m=model, x=x: infer(m, x), device, args.warmup, 0)
+            inputs.append(x)
+        times: list[list[float]] = [[] for _ in jobs]
+        for r in range(max(1, args.repeats)):
+            progress(f"batch {bs}: round {r + 1}/{args.repeats} over {len(jobs)} models")
+            for i, ((_, model), x) in enumerate(zip(jobs, inputs)):
+                times[i].append(time_fn(lambda m=model, x=x: infer(m, x), device, 0, 1))
+        for (row, _), ts in zip(jobs, times):
+            med, best = statistics.median(ts), min(ts)
+            row[key], row[key + "_min"] = (1000 * med, 1000 * best) if bs == 1 else (bs / med, bs / best)
+    if args.no_breakdown:
+        return
+    for row, model in jobs:
+        spec = MODELS[row["model"]]
+        if not spec.baseline:
+            continue
+        progress(f"parts {row['model']}")
+        x = torch.randn(1, spec.frames, 3, spec.input_size, spec.input_size, device=device, dtype=dtype)
+        fns = part_fns(model, x)
+        parts = {k: 1000 * time_fn(fn, device, args.warmup, args.repeats) for k, fn in fns.items()}
+        row["parts_ms"] = parts
+        row["overhead"] = (parts["policy"] + parts["crop"] + parts["classifier"]) / row["ms_per_video"]
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """Speed-ups over each row's baseline (timed in the same session/setting) next to the FLOPs ratio."""
+    by = {(r["model"], r["session"]): r for r in rows}
+    for r in rows:
+        base = by.get((r["baseline"], r["session"]))
+        if base is None:
+            continue
+        r["flops_ratio"] = base["gflops"] / r["gflops"]
+        r["speedup_bs1"] = base["ms_per_video"] / r["ms_per_video"]
+        r["speedup_batch"] = r["videos_per_s"] / base["videos_per_s"]
+        r["realised_bs1"] = r["speedup_bs1"] / r["flops_ratio"]
+        r["realised_batch"] = r["speedup_batch"] / r["flops_ratio"]
+
+
+def print_tables(rows: list[dict[str, Any]], batch_size: int, out=None) -> None:
+    out = out or sys.stdout  # looked up per call: a default bound at import goes stale under capture
+
+    def f(v: Any, spec: str) -> str:
+        return format(v, spec) if isinstance(v, (int, float)) else format("-", spec[:-2].split(".")[0])
+
+    head = (f"{'model':<20}{'setting':<12}{'GFLOPs':>8}{'ms/video':>10}{'(min)':>8}{f'vid/s@{batch_size}':>11}"
+            f"{'FLOPs x':>9}{'speed bs1':>10}{'real.':>7}{f'speed@{batch_size}':>10}{'real.':>7}")  # fmt: skip
+    print(head, file=out)
+    print("-" * len(head), file=out)
+    for r in rows:
+        print(f"{r['model']:<20}{_setting(r):<12}{r['gflops']:>8.3g}{r['ms_per_video']:>10.1f}"
+              f"{r['ms_per_video_min']:>8.1f}{r['videos_per_s']:>11.2f}{f(r.get('flops_ratio'), '>9.2f')}"
+              f"{f(r.get('speedup_bs1'), '>10.2f')}"
+              f"{f(r.get('realised_bs1'), '>7.2f')}{f(r.get('speedup_batch'), '>10.2f')}"
+              f"{f(r.get('realised_batch'), '>7.2f')}", file=out)  # fmt: skip
+    parts = [r for r in rows if "parts_ms" in r]
+    if parts:
+        names = list(parts[0]["parts_ms"])
+        print("\nAdaFocus parts at batch 1, ms (each timed alone; overhead = (policy+crop+classifier) / forward):",
+              file=out)  # fmt: skip
+        print(f"{'model':<20}{'setting':<12}" + "".join(f"{n:>11}" for n in names) + f"{'sum':>9}{'forward':>9}"
+              f"{'overhead':>10}", file=out)  # fmt: skip
+        for r in parts:
+            ms = r["parts_ms"]
+            cells = "".join(f"{ms[n]:>11.2f}" for n in names)
+            tail = f"{sum(ms.values()):>9.1f}{r['ms_per_video']:>9.1f}{100 * r['overhead']:>9.2f}%"
+            print(f"{r['model']:<20}{_setting(r):<12}{cells}{tail}", file=out)
+
+
+def _setting(r: dict[str, Any]) -> str:
+    s = ("cl" if r["channels_last"] else "nchw") + ("+bn" if r["fold_bn"] else "") + ("+cc" if r["compile"] else "")
+    return s + ("+q8" if r.get("quantize_heads") else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("--device cuda: CUDA is not available here", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = args.models.split(",") if args.models else list(DEFAULT_MODELS)
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        print(f"unknown model(s) {unknown}; choose from {list(MODELS)}", file=sys.stderr)
+        return 2
+    for n in list(names):  # every AdaFocus model needs its baseline timed with the same settings
+        b = MODELS[n].baseline
+        if b and b not in names:
+            names.append(b)
+    args.dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    settings = [(args.channels_last, args.fold_bn, args.compile, args.quantize_heads)]
+    if args.ablate:  # each optimisation added in turn
+        settings = [(False, False, False, False), (True, False, False, False), (True, True, False, False)]
+        if args.quantize_heads:
+            settings.append((True, True, False, True))
+        if args.compile:
+            settings.append((True, True, True, args.quantize_heads))
+    verbose = not args.json
+
+    def progress(msg: str) -> None:
+        if verbose:
+            print(f"[benchmark] {msg}", file=sys.stderr, flush=True)
+
+    rows = []
+    for session, (cl, bn, cc, q8) in enumerate(settings):  # models of one setting are timed together, interleaved
+        jobs = []
+        for n in names:
+            progress(f"build {n} channels_last={cl} fold_bn={bn} compile={cc} quantize_heads={q8}")
+            jobs.append(build(n, args, channels_last=cl, fold_bn=bn, compile=cc, quantize=q8))
+        measure(jobs, args, progress)
+        rows += [dict(row, session=session) for row, _ in jobs]
+        del jobs
+    add_ratios(rows)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"device={args.device} threads={torch.get_num_threads()} dtype={args.dtype or torch.float32} "
+          f"warmup={args.warmup} repeats={args.repeats} (medians, interleaved rounds); "
+          f"glance_size={args.glance_size or 'input'}")  # fmt: skip
+    print_tables(rows, args.batch_size)
+    return 0
+
+
+def add_benchmark_parser(sub: Any) -> None:
+    """Register ``adafocus benchmark`` on the CLI's subparsers."""
+    p = sub.add_parser("benchmark", help="inference latency/throughput vs the full-frame baselines")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch for the throughput measurement")
+    p.add_argument("--models", default="", help=f"comma-separated subset of {list(MODELS)}")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile", action="store_true", help="torch.compile each backbone (slow to compile)")
+    p.add_argument("--quantize-heads", action="store_true", help="int8 GRU/linear weights in pi and f_C (CPU)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--glance-size", type=int, default=None, help="resize frames for f_G (changes its FLOPs)")
+    p.add_argument("--ablate", action="store_true", help="rows without/with channels_last, BN folding (, compile)")
+    p.add_argument("--no-breakdown", action="store_true", help="skip the per-part timing of AdaFocus")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m adafocus.bench.inference", description=__doc__)
+    add_benchmark_parser(ap.add_subparsers(dest="command", required=True))
+    args = ap.parse_args(["benchmark", *(sys.argv[1:] if argv is None else argv)])
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

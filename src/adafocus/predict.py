@@ -1,0 +1,500 @@
+"""Run a trained AdaFocus on video files: ``adafocus predict`` and its Python API.
+
+::
+
+    from adafocus.predict import load_model, predict_video
+
+    model = load_model("model.pt")                 # stage .ckpt, `adafocus export` or converted file
+    result = predict_video(model, "clip.mp4", topk=5)
+    result["topk"]                                 # [{"class": 3, "name": None, "score": 0.97}, ...]
+    result["boxes"]                                # [[y, x, h, w], ...] per frame, model-input pixels
+
+A video of any length is read like an evaluation sample of the data layer: T frames at the centres
+of T equal segments (TSN), shorter side resized to ``scale_size``, centre crop ``input_size``,
+ImageNet normalisation. The model runs in eval mode (the learned policy takes its argmax).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .model import AdaFocus
+
+DEFAULT_NUM_FRAMES = 16
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv")
+LIST_EXTENSIONS = (".txt", ".lst", ".list", ".csv", ".tsv")
+POLICIES = ("learned", "random", "centre", "gaussian")
+
+
+# ---- loading ---------------------------------------------------------------------------------
+def _torch_load(path: str) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" not in str(e).lower() and "weights only" not in str(e).lower():
+            raise ValueError(f"not a PyTorch checkpoint ({str(e).splitlines()[0]})") from None
+        # a Lightning stage checkpoint whose hyper-parameters hold more than tensors and plain types
+        # (as `adafocus export` does, this trusts the file: only load checkpoints you wrote yourself)
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, KeyError, ValueError, IndexError, AttributeError) as e:
+        why = str(e).splitlines()[0] if str(e) else ""
+        raise ValueError(f"not a PyTorch checkpoint ({type(e).__name__}: {why})") from None
+
+
+def load_model(path: str | os.PathLike) -> AdaFocus:
+    """Rebuild the :class:`AdaFocus` saved in ``path``, in eval mode on the CPU.
+
+    Accepts a stage checkpoint (``.ckpt`` with ``adafocus_config``), an ``adafocus export`` file or
+    an ``adafocus convert-official`` file (``{config, state_dict}``); the weights must match the
+    architecture exactly. When a stage checkpoint also records its data module's settings,
+    ``model.eval_data`` holds the ``num_frames`` / ``scale_size`` it was evaluated with, which
+    :func:`predict_video` uses as defaults.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    obj = _torch_load(path)
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: expected a checkpoint dictionary, got {type(obj).__name__}")
+    if "adafocus_config" in obj and "state_dict" in obj:  # stage checkpoint
+        config = obj["adafocus_config"]
+        sd = {k.removeprefix("model."): v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+    elif "config" in obj and "state_dict" in obj:  # adafocus export / convert-official
+        config, sd = obj["config"], obj["state_dict"]
+    else:
+        raise ValueError(
+            f"{path} has no architecture config ('adafocus_config' or 'config'): pass a stage checkpoint, "
+            "an `adafocus export` file or an `adafocus convert-official` file"
+        )
+    model = AdaFocus(**dict(config))
+    model.load_state_dict(sd, strict=True)
+    data = obj.get("datamodule_hyper_parameters") or {}
+    model.eval_data = {k: int(data[k]) for k in ("num_frames", "scale_size") if isinstance(data.get(k), int)}
+    return model.eval()
+
+
+def default_num_frames(model: AdaFocus) -> int:
+    """T: the model's own ``num_frames`` (AdaFocus-TSM), else its training data's, else 16."""
+    if getattr(model, "num_frames", None):
+        return int(model.num_frames)
+    return int(getattr(model, "eval_data", {}).get("num_frames") or DEFAULT_NUM_FRAMES)
+
+
+def default_scale_size(model: AdaFocus) -> int:
+    """Shorter side before the centre crop: its training data's, else ``input_size * 256/224``."""
+    recorded = getattr(model, "eval_data", {}).get("scale_size")
+    if recorded and recorded >= model.input_size:
+        return int(recorded)
+    return int(round(model.input_size * 256 / 224))
+
+
+# ---- one video -------------------------------------------------------------------------------
+def read_clip(
+    path: str | os.PathLike, *, num_frames: int, input_size: int, scale_size: int | None = None
+) -> tuple[torch.Tensor, list[int], int]:
+    """Decode ``num_frames`` TSN evaluation frames of a video file, transformed for the model.
+
+    Returns ``(frames (T, 3, input_size, input_size) float, frame indices, frames in the video)``;
+    an unreadable file raises :class:`adafocus.data.DataError` naming it.
+    """
+    from .data.errors import DataError
+    from .data.sampling import tsn_indices
+    from .data.sources import VideoSource
+    from .data.transforms import apply_clip_transform, build_transform
+
+    path = os.fspath(path)
+    scale_size = scale_size or int(round(input_size * 256 / 224))
+    try:
+        clip = VideoSource().open(path)
+        try:
+            indices = tsn_indices(clip.num_frames, num_frames, train=False)
+            raw = clip.read(indices)
+            total = clip.num_frames
+        finally:
+            clip.close()
+        frames = apply_clip_transform(build_transform(train=False, input_size=input_size, scale_size=scale_size), raw)
+    except DataError:
+        raise
+    except (OSError, RuntimeError, ValueError) as e:  # anything else a broken file can provoke
+        raise DataError(f"{e.__class__.__name__}: {e}", path=path) from None
+    return frames, indices, total
+
+
+def predict_video(
+    model: AdaFocus,
+    path: str | os.PathLike,
+    *,
+    num_frames: int | None = None,
+    topk: int = 5,
+    policy: str = "learned",
+    scale_size: int | None = None,
+    class_names: Sequence[str] | None = None,
+    seed: int = 0,
+    return_frames: bool = False,
+) -> dict[str, Any]:
+    """Classify one video file and report where the model looked.
+
+    Args:
+        model: an :class:`AdaFocus` (e.g. from :func:`load_model`); it runs in eval mode under
+            ``torch.inference_mode`` on its own device, and its train/eval modes are restored after.
+        path: a video file PyAV can decode, of any length.
+        num_frames: T (default :func:`default_num_frames`).
+        topk: how many classes to report.
+        policy: ``"learned"`` or a fixed baseline ``"random" | "centre" | "gaussian"``.
+        scale_size: shorter side before the centre crop (default :func:`default_scale_size`).
+        class_names: names by class index (the ``"name"`` fields; ``None`` where missing).
+        seed: seeds the random / gaussian policies, so results are reproducible.
+        return_frames: add ``"frames"``: the model's input as uint8 ``(T, H, W, 3)`` (for drawing).
+
+    Returns a JSON-ready dict: ``path``, ``num_frames`` (T), ``video_frames`` (frames in the file),
+    ``frame_indices``, ``policy``, ``input_size``, ``patch_size``, ``topk`` (``[{class, name,
+    score}]``, softmax of the prediction after the last frame), ``boxes`` (``[y, x, h, w]`` per
+    frame in the ``input_size`` frame) and, for AdaFocus+, ``keep`` (``True`` where f_L ran).
+    """
+    if topk < 1:
+        raise ValueError(f"topk must be >= 1, got {topk}")
+    if policy not in (*POLICIES, "center"):
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    t = int(num_frames or default_num_frames(model))
+    frames, indices, total = read_clip(
+        path, num_frames=t, input_size=model.input_size, scale_size=scale_size or default_scale_size(model)
+    )
+    device = next(model.parameters()).device
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.inference_mode():
+            gen = torch.Generator(device=device).manual_seed(seed)
+            out = model(frames.unsqueeze(0).to(device), policy=policy, sample=False, generator=gen)
+    finally:
+        for m, was in modes.items():
+            m.training = was
+    probs = torch.softmax(out.logits[0, -1].float(), dim=-1).cpu()
+    scores, classes = probs.topk(min(topk, probs.numel()))
+    p = int(model.patch_size)
+    result: dict[str, Any] = {
+        "path": os.fspath(path),
+        "num_frames": t,
+        "video_frames": total,
+        "frame_indices": [int(i) for i in indices],
+        "policy": policy,
+        "input_size": int(model.input_size),
+        "patch_size": p,
+        "topk": [
+            {"class": int(c), "name": _name(class_names, int(c)), "score": float(s)}
+            for s, c in zip(scores.tolist(), classes.tolist())
+        ],
+        "boxes": [[int(y), int(x), p, p] for y, x in out.offsets[0].cpu().tolist()],
+    }
+    if out.keep is not None:
+        result["keep"] = [bool(k) for k in out.keep[0].cpu().tolist()]
+    if return_frames:
+        from .viz import denormalise
+
+        result["frames"] = denormalise(frames)
+    return result
+
+
+def _name(names: Sequence[str] | None, c: int) -> str | None:
+    return names[c] if names is not None and 0 <= c < len(names) else None
+
+
+# ---- inputs ----------------------------------------------------------------------------------
+@dataclass
+class _Item:
+    path: str
+    label: int | None = None
+    list_file: str | None = None
+    line: int | None = None
+
+
+def _is_list(path: str) -> bool:
+    return os.path.isfile(path) and path.lower().endswith(LIST_EXTENSIONS)
+
+
+def collect_inputs(target: str, *, root: str | None = None, delimiter: str = " ") -> tuple[list[_Item], list[str]]:
+    """The videos named by ``target`` (a video file, a folder of videos, or a list file) and the
+    problems found while reading it (one line each, naming the file or ``list:line``)."""
+    from .data.annotations import parse_line, resolve
+    from .data.errors import DataError
+
+    if os.path.isdir(target):
+        names = sorted(n for n in os.listdir(target) if n.lower().endswith(VIDEO_EXTENSIONS))
+        if not names:
+            return [], [f"{target}: no video files ({', '.join(VIDEO_EXTENSIONS)}) in this folder"]
+        return [_Item(os.path.join(target, n)) for n in names], []
+    if not _is_list(target):
+        return [_Item(target)], []
+    items: list[_Item] = []
+    errors: list[str] = []
+    base = os.path.dirname(os.path.abspath(target))
+
+    def locate(p: str) -> str:
+        if root is not None:
+            return resolve(root, p)
+        if os.path.isabs(p) or os.path.exists(p):
+            return p
+        return os.path.join(base, p)  # relative to the list's folder (as `adafocus data synth` writes them)
+
+    try:
+        with open(target, encoding="utf-8") as f:
+            lines = list(f)
+    except (OSError, UnicodeDecodeError) as e:
+        return [], [f"{target}: cannot read the list ({e.__class__.__name__}: {e})"]
+    for n, text in enumerate(lines, start=1):
+        s = text.strip()
+        if not s or s.startswith("#"):
+            continue
+        fields = s.split() if delimiter == " " else s.split(delimiter)
+        if len(fields) == 1 or os.path.exists(locate(s)):  # one path per line (spaces allowed)
+            items.append(_Item(locate(s), None, target, n))
+            continue
+        try:
+            sample = parse_line(text, delimiter=delimiter, list_file=target, line=n)
+        except DataError as e:
+            errors.append(str(e))
+            continue
+        items.append(_Item(locate(sample.path), sample.label, target, n))
+    if not items and not errors:
+        errors.append(f"{target}: the list names no videos")
+    return items, errors
+
+
+# ---- command line ----------------------------------------------------------------------------
+class _Progress:
+    """tqdm when installed (else ``[i/n] path`` lines) on stderr; ``write`` keeps output tidy."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.bar = total, 0, None
+        if total > 1:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def step(self, path: str) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.total > 1:
+            print(f"[{self.done}/{self.total}] {path}", file=sys.stderr, flush=True)
+
+    def write(self, text: str, file: Any = None) -> None:
+        file = file or sys.stdout
+        if self.bar is not None:
+            self.bar.write(text, file=file)
+        else:
+            print(text, file=file, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _describe(r: dict[str, Any]) -> str:
+    size = f"{r['input_size']}x{r['input_size']}"
+    lines = [
+        f"{r['path']}  (T={r['num_frames']} of {r['video_frames']} frames, input {size}, "
+        f"patch {r['patch_size']}, policy {r['policy']})"
+    ]
+    if r.get("label") is not None:
+        name = f" ({r['label_name']})" if r.get("label_name") else ""
+        lines.append(f"  label:   class {r['label']}{name}")
+    head = f"  top-{len(r['topk'])}:"
+    for rank, c in enumerate(r["topk"], start=1):
+        name = f" ({c['name']})" if c["name"] else ""
+        lines.append(f"{head if rank == 1 else '':<9}{rank}. class {c['class']}{name}  {c['score']:.4f}")
+    keep = r.get("keep")
+    boxes = [
+        f"{t}:({y},{x})" + ("" if keep is None or keep[t] else " skipped") for t, (y, x, _, _) in enumerate(r["boxes"])
+    ]
+    lines.append(f"  patches, frame:(y,x) of the {r['patch_size']}px box in the {size} input: " + "  ".join(boxes))
+    return "\n".join(lines)
+
+
+def _title(r: dict[str, Any]) -> str:
+    top = r["topk"][0]
+    pred = top["name"] or str(top["class"])
+    head = os.path.basename(r["path"])
+    if r.get("label") is not None:
+        label = r.get("label_name") or str(r["label"])
+        return f"{head}: label {label} / pred {pred} ({top['score']:.2f})"
+    return f"{head}: pred {pred} ({top['score']:.2f})"
+
+
+def _enlarge(frames: np.ndarray, min_side: int = 160) -> np.ndarray:
+    k = max(1, -(-min_side // min(frames.shape[1:3])))
+    return frames if k == 1 else frames.repeat(k, axis=1).repeat(k, axis=2)
+
+
+def _visualize(r: dict[str, Any], out_dir: str, used: set[str]) -> dict[str, str]:
+    from .viz import draw_boxes, save_gif, save_strip_png
+
+    stem = os.path.splitext(os.path.basename(r["path"]))[0] or "video"
+    name, k = stem, 1
+    while name in used:
+        name, k = f"{stem}_{k}", k + 1
+    used.add(name)
+    offsets = [[y, x] for y, x, _, _ in r["boxes"]]
+    boxed = draw_boxes(r["frames"], offsets, r["patch_size"], keep=r.get("keep"))
+    png, gif = os.path.join(out_dir, name + ".png"), os.path.join(out_dir, name + ".gif")
+    save_strip_png(png, [boxed], [_title(r)])
+    save_gif(gif, _enlarge(boxed), fps=4)
+    return {"png": png, "gif": gif}
+
+
+def _read_names(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        names = [line.strip() for line in f]
+    while names and not names[-1]:
+        names.pop()
+    return names
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """``adafocus predict``; returns the exit code (1 if any input failed)."""
+    from .data.errors import DataError
+
+    def fail(msg: str) -> int:
+        print(f"adafocus predict: {msg}", file=sys.stderr)
+        return 1
+
+    if args.topk < 1:
+        return fail(f"--topk must be >= 1, got {args.topk}")
+    if args.num_frames is not None and args.num_frames < 1:
+        return fail(f"--num-frames must be >= 1, got {args.num_frames}")
+    names = None
+    if args.labels:
+        try:
+            names = _read_names(args.labels)
+        except (OSError, UnicodeDecodeError) as e:
+            return fail(f"cannot read --labels {args.labels}: {e}")
+    try:
+        model = load_model(args.checkpoint)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
+        return fail(f"cannot load {args.checkpoint}: {e}")
+    if names is not None and len(names) != model.num_classes:
+        print(f"adafocus predict: warning: {args.labels} has {len(names)} names for {model.num_classes} classes",
+              file=sys.stderr)  # fmt: skip
+    try:
+        model.to(args.device)
+    except (RuntimeError, ValueError) as e:
+        return fail(f"--device {args.device}: {e}")
+    if not os.path.exists(args.input):
+        return fail(f"{args.input}: file not found")
+    items, errors = collect_inputs(args.input, root=args.root, delimiter=args.delimiter)
+    for msg in errors:
+        print(f"error: {msg}", file=sys.stderr)
+    results: list[dict[str, Any]] = []
+    used: set[str] = set()
+    progress = _Progress(len(items))
+    failed = len(errors)
+    try:
+        for item in items:
+            try:
+                r = predict_video(model, item.path, num_frames=args.num_frames, topk=args.topk, policy=args.policy,
+                                  scale_size=args.scale_size, class_names=names, seed=args.seed,
+                                  return_frames=bool(args.visualize))  # fmt: skip
+            except DataError as e:
+                msg = str(e.located(list_file=item.list_file, line=item.line) if item.list_file else e)
+                failed += 1
+                progress.write(f"error: {msg}", file=sys.stderr)
+                results.append({"path": item.path, "error": msg})
+                progress.step(item.path)
+                continue
+            except (ValueError, RuntimeError) as e:  # e.g. --num-frames against a video-scope policy
+                where = f"{item.list_file}:{item.line} " if item.list_file else ""
+                msg = f"{where}{item.path}: {str(e).splitlines()[0]}"
+                failed += 1
+                progress.write(f"error: {msg}", file=sys.stderr)
+                results.append({"path": item.path, "error": msg})
+                progress.step(item.path)
+                continue
+            if item.label is not None:
+                r["label"] = item.label
+                r["label_name"] = _name(names, item.label)
+            if args.visualize:
+                r["visualization"] = _visualize(r, args.visualize, used)
+            r.pop("frames", None)
+            results.append(r)
+            if not args.json:
+                progress.write(_describe(r))
+            progress.step(item.path)
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(results, indent=2))
+    if failed and len(items) + len(errors) > 1:
+        print(f"adafocus predict: {failed} of {len(items) + len(errors)} inputs failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+LIGHTNING_PREDICT_FLAGS = ("--config", "--model", "--data", "--trainer", "--ckpt_path", "--print_config",
+                           "--seed_everything", "--return_predictions", "--optimizer", "--lr_scheduler")  # fmt: skip
+
+
+def is_lightning_predict(args: Sequence[str]) -> bool:
+    """``adafocus predict ARGS`` goes to LightningCLI when ARGS hold one of its flags (``-c``,
+    ``--config``, ``--model``, ``--data``, ``--trainer``, ``--ckpt_path``, ...); otherwise it is
+    the video predictor."""
+    return any(a == "-c" or a.split("=", 1)[0].split(".", 1)[0] in LIGHTNING_PREDICT_FLAGS for a in args)
+
+
+def add_predict_parser(sub: Any) -> None:
+    """Register ``adafocus predict`` (the video predictor) on an argparse sub-parser collection."""
+    p = sub.add_parser(
+        "predict",
+        help="classify video files with a trained model; print top-k classes and patch boxes",
+        description=(
+            "Classify a video file, every video in a folder, or the videos of a list file (TSN lines "
+            "'path num_frames label' or one path per line) with a trained AdaFocus; print the top-k "
+            "classes and the patch chosen in each frame. Exit code 1 if any input failed. "
+            "Lightning's batch prediction over a data module is still available: an argument -c, "
+            "--config, --model, --data, --trainer or --ckpt_path sends `adafocus predict` to LightningCLI "
+            "(e.g. `adafocus predict --config CFG.yaml --ckpt_path X.ckpt`)."
+        ),
+    )
+    p.add_argument("input", metavar="VIDEO_OR_LIST_OR_DIR", help="a video file, a folder of videos or a list file")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="stage checkpoint (.ckpt), `adafocus export` file or `adafocus convert-official` file",
+    )
+    p.add_argument("--topk", type=int, default=5, help="classes to report (default 5)")
+    p.add_argument(
+        "--num-frames",
+        type=int,
+        default=None,
+        help="T frames sampled per video (default: the model's / its training data's, else 16)",
+    )
+    p.add_argument(
+        "--scale-size",
+        type=int,
+        default=None,
+        help="shorter side before the centre crop (default: the training data's, else input*256/224)",
+    )
+    p.add_argument("--policy", choices=POLICIES, default="learned", help="patch policy (fixed ones for comparison)")
+    p.add_argument("--labels", help="class names, one per line (line i = class i)")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per input, instead of text")
+    p.add_argument("--visualize", metavar="OUT_DIR", help="write NAME.png (frame strip) and NAME.gif with the boxes")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument(
+        "--root",
+        default=None,
+        help="prefix for relative paths in a list (default: as given if it exists, else the list's folder)",
+    )
+    p.add_argument("--delimiter", default=" ", help="field separator of a list file (default: whitespace)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random / gaussian policies")  # fmt: skip
+    p.set_defaults(func=run_predict)

@@ -1,0 +1,93 @@
+"""Fast inference path: BN folding / channels_last keep outputs, AdaFocus+ skips f_L work, benchmark CLI."""
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+from conftest import tiny_model
+from torch import nn
+
+from adafocus.cli import main
+from adafocus.inference import fold_batchnorm, infer, prepare_for_inference
+
+
+def _random_bn(model: nn.Module) -> nn.Module:
+    """Non-trivial BN statistics, so that folding them is actually tested."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["adafocus", "tsm"])
+def test_prepare_for_inference_keeps_outputs(kind):
+    if kind == "adafocus":
+        model, frames = _random_bn(tiny_model()), torch.randn(2, 4, 3, 64, 64)
+    else:
+        from test_tsm import tiny_tsm
+
+        model, frames = _random_bn(tiny_tsm(global_frames=2, local_frames=4)), torch.randn(2, 4, 3, 64, 64)
+    ref = infer(model, frames)
+    fast = prepare_for_inference(copy.deepcopy(model), channels_last=True, fold_bn=True)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    out = infer(fast, frames)
+    assert out.logits.is_inference()  # ran under torch.inference_mode
+    assert torch.equal(out.offsets, ref.offsets)
+    torch.testing.assert_close(out.logits, ref.logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out.local_features, ref.local_features, rtol=1e-4, atol=1e-4)
+
+
+def test_fold_batchnorm_needs_eval_and_counts_pairs():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="eval"):
+        fold_batchnorm(model.global_cnn.train())
+    assert fold_batchnorm(model.eval()) == 10  # 5 conv+BN pairs in each tiny CNN
+
+
+def test_skip_path_runs_f_l_on_exactly_the_kept_frames():
+    model = tiny_model(skip_policy=True).eval()
+    calls = []
+    model.local_cnn.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    frames = torch.randn(2, 5, 3, 64, 64)
+    keep = torch.tensor([[1, 0, 1, 0, 0], [0, 0, 1, 1, 1]], dtype=torch.float32)
+    out = infer(model, frames, keep=keep)
+    assert calls == [5]  # one batched f_L call on the 5 kept patches
+    assert torch.all(out.local_features[keep == 0] == 0) and torch.all(out.local_features[keep == 1].abs().sum(-1) > 0)
+    calls.clear()
+    infer(model, frames, keep=torch.zeros(2, 5))
+    assert calls == []  # nothing kept: f_L never runs
+    calls.clear()
+    out = infer(model, frames)  # pi' decides: still one call on exactly its kept frames
+    assert calls == ([int(out.keep.sum())] if out.keep.sum() else [])
+
+
+def test_benchmark_cli_tiny(capsys):
+    args = ["benchmark", "--models", "tiny_adafocus,tiny_adafocus_tsm", "--repeats", "1", "--warmup", "0",
+            "--batch-size", "2", "--threads", "1"]  # fmt: skip
+    assert main([*args, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["model"] for r in rows} == {"tiny_adafocus", "tiny_full", "tiny_adafocus_tsm", "tiny_tsm_plus"}
+    for r in rows:
+        assert all(math.isfinite(r[k]) and r[k] > 0 for k in ("gflops", "ms_per_video", "videos_per_s"))
+        if r["baseline"]:
+            assert set(r["parts_ms"]) == {"f_G", "policy", "crop", "f_L", "classifier"}
+            assert all(math.isfinite(r[k]) for k in ("flops_ratio", "speedup_bs1", "realised_batch", "overhead"))
+    assert main([*args[:2], "tiny_adafocus", *args[3:], "--ablate", "--no-breakdown"]) == 0
+    text = capsys.readouterr().out
+    assert "nchw" in text and "cl+bn" in text and "tiny_full" in text
+
+
+def test_quantize_heads_replaces_grus_and_stays_close():
+    model = tiny_model(classifier_hidden_dim=64, policy_hidden_dim=64).eval()
+    frames = torch.randn(2, 4, 3, 64, 64)
+    ref = infer(model, frames, policy="centre")
+    fast = prepare_for_inference(copy.deepcopy(model), quantize_heads=True)
+    assert not any(type(m) is nn.GRU for m in fast.modules())  # int8 dynamic GRUs now
+    out = infer(fast, frames, policy="centre")
+    torch.testing.assert_close(out.logits, ref.logits, rtol=0, atol=0.05)
+    assert infer(fast, frames).logits.shape == ref.logits.shape  # the learned policy runs too

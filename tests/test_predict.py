@@ -1,0 +1,166 @@
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_model
+from PIL import Image
+
+from adafocus.cli import main
+from adafocus.data.encode import write_video
+from adafocus.data.sampling import tsn_indices
+from adafocus.data.sources import VideoSource
+from adafocus.data.transforms import apply_clip_transform, build_transform
+from adafocus.predict import is_lightning_predict, load_model, predict_video
+
+
+def _video(path, n=20, h=72, w=96, seed=0):
+    rng = np.random.default_rng(seed)
+    write_video(path, [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(n)], fps=8)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("predict")
+    torch.manual_seed(0)
+    model = tiny_model(num_classes=5)
+    torch.save({"config": model.config, "state_dict": model.state_dict()}, d / "model.pt")  # = adafocus export
+    (d / "bad.mp4").write_bytes(b"\x00\x01 not a video " * 64)
+    return dict(dir=d, model=str(d / "model.pt"), a=_video(d / "a.mp4"), b=_video(d / "b.mp4", n=7, seed=1))
+
+
+def _run(capsys, *argv):
+    rc = main(["predict", *argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _expected(model, path, t, scale_size):
+    """The model run directly on frames decoded and transformed with the data layer."""
+    clip = VideoSource().open(path)
+    frames = clip.read(tsn_indices(clip.num_frames, t, train=False))
+    clip.close()
+    x = apply_clip_transform(build_transform(train=False, input_size=64, scale_size=scale_size), frames)
+    model.eval()
+    with torch.no_grad():
+        out = model(x[None], sample=False)
+    return torch.softmax(out.logits[0, -1], -1), out.offsets[0]
+
+
+def test_cli_json_matches_the_model_on_the_same_frames(files, capsys):
+    rc, out, err = _run(capsys, files["a"], "--checkpoint", files["model"], "--json", "--topk", "3")
+    assert rc == 0, err
+    (res,) = json.loads(out)
+    model = load_model(files["model"])
+    probs, offsets = _expected(model, files["a"], 16, round(64 * 256 / 224))
+    scores, classes = probs.topk(3)
+    assert [c["class"] for c in res["topk"]] == classes.tolist()
+    assert [c["score"] for c in res["topk"]] == pytest.approx(scores.tolist(), abs=1e-6)
+    assert res["boxes"] == [[y, x, 32, 32] for y, x in offsets.tolist()]
+    assert res["num_frames"] == 16 and res["video_frames"] == 20 and "keep" not in res
+    # the Python API gives the same document
+    api = predict_video(model, files["a"], topk=3)
+    assert api["boxes"] == res["boxes"] and [c["class"] for c in api["topk"]] == [c["class"] for c in res["topk"]]
+    assert [c["score"] for c in api["topk"]] == pytest.approx([c["score"] for c in res["topk"]], abs=1e-6)
+
+
+def test_text_output_labels_and_num_frames(files, capsys, tmp_path):
+    names = tmp_path / "classes.txt"
+    names.write_text("zero\none\ntwo\nthree\nfour\n")
+    rc, out, err = _run(capsys, files["b"], "--checkpoint", files["model"], "--num-frames", "4", "--topk", "2",
+                        "--labels", str(names))  # fmt: skip
+    assert rc == 0, err
+    assert "top-2:" in out and "T=4 of 7 frames" in out and "patches" in out
+    assert any(n in out for n in ("zero", "one", "two", "three", "four"))
+    names5 = ["c0", "c1", "c2", "c3", "c4"]
+    res = predict_video(load_model(files["model"]), files["b"], num_frames=4, class_names=names5)
+    assert len(res["boxes"]) == 4 and res["topk"][0]["name"] == f"c{res['topk'][0]['class']}"
+
+
+def test_stage_checkpoint_and_adafocus_plus(tmp_path, capsys):
+    model = tiny_model(num_classes=4, skip_policy=True)
+    ckpt = tmp_path / "stage.ckpt"
+    torch.save(
+        {
+            "adafocus_config": model.config,
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()} | {"other.x": torch.zeros(1)},
+            "hyper_parameters": {"ns": argparse.Namespace(a=1)},  # not weights_only-loadable, like Lightning's
+            "datamodule_hyper_parameters": {"num_frames": 6, "scale_size": 80},
+        },
+        ckpt,
+    )
+    loaded = load_model(ckpt)
+    assert loaded.eval_data == {"num_frames": 6, "scale_size": 80} and not loaded.training
+    video = _video(tmp_path / "v.mp4", n=9)
+    rc, out, err = _run(capsys, video, "--checkpoint", str(ckpt), "--json", "--policy", "learned")
+    assert rc == 0, err
+    (res,) = json.loads(out)
+    assert res["num_frames"] == 6 and len(res["keep"]) == 6 and all(isinstance(k, bool) for k in res["keep"])
+    probs, _ = _expected(loaded, video, 6, 80)
+    assert res["topk"][0]["score"] == pytest.approx(float(probs.max()), abs=1e-6)
+
+
+def test_list_with_corrupt_and_missing_files(files, capsys):
+    d = files["dir"]
+    lst = d / "videos.txt"
+    lst.write_text("# comment\na.mp4 20 1\nbad.mp4 0 2\nmissing.mp4 3\n\nb.mp4\n")
+    rc, out, err = _run(capsys, str(lst), "--checkpoint", files["model"], "--json")
+    assert rc == 1
+    res = json.loads(out)
+    assert [r.get("error") is None for r in res] == [True, False, False, True]
+    assert res[0]["label"] == 1 and res[0]["topk"] and len(res[3]["boxes"]) == 16
+    assert f"{lst}:3" in err and "bad.mp4" in err and "not a readable video" in err
+    assert f"{lst}:4" in err and "missing.mp4" in err and "file not found" in err
+    assert "Traceback" not in err
+
+
+def test_directory_with_a_corrupt_file(files, capsys):
+    rc, out, err = _run(capsys, str(files["dir"]), "--checkpoint", files["model"], "--json", "--topk", "1")
+    assert rc == 1
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in json.loads(out)}
+    assert set(by_name) == {"a.mp4", "b.mp4", "bad.mp4"}
+    assert by_name["a.mp4"]["topk"] and by_name["b.mp4"]["topk"] and "error" in by_name["bad.mp4"]
+    assert "bad.mp4" in err
+
+
+def test_single_unreadable_file_is_one_line(files, capsys, tmp_path):
+    rc, out, err = _run(capsys, str(files["dir"] / "bad.mp4"), "--checkpoint", files["model"])
+    assert rc == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "bad.mp4" in err and "Traceback" not in err
+    rc, _, err = _run(capsys, str(tmp_path / "nope.mp4"), "--checkpoint", files["model"])
+    assert rc == 1 and "nope.mp4" in err and "not found" in err
+    rc, _, err = _run(capsys, files["a"], "--checkpoint", str(tmp_path / "nope.pt"))
+    assert rc == 1 and "nope.pt" in err
+
+
+def test_visualize_writes_png_and_gif(files, capsys, tmp_path):
+    out_dir = tmp_path / "viz"
+    rc, out, err = _run(capsys, files["b"], "--checkpoint", files["model"], "--num-frames", "4",
+                        "--visualize", str(out_dir), "--json")  # fmt: skip
+    assert rc == 0, err
+    (res,) = json.loads(out)
+    png, gif = out_dir / "b.png", out_dir / "b.gif"
+    assert res["visualization"] == {"png": str(png), "gif": str(gif)}
+    assert png.stat().st_size > 0 and gif.stat().st_size > 0
+    with Image.open(gif) as im:
+        assert im.n_frames == 4
+    with Image.open(png) as im:
+        assert im.format == "PNG"
+
+
+def test_video_scope_model_and_wrong_num_frames(tmp_path, capsys):
+    model = tiny_model(num_classes=3, policy_scope="video", num_frames=4)
+    path = tmp_path / "tsm.pt"
+    torch.save({"config": model.config, "state_dict": model.state_dict()}, path)
+    video = _video(tmp_path / "v.mp4", n=10)
+    assert len(predict_video(load_model(path), video)["boxes"]) == 4  # T from the model's config
+    rc, _, err = _run(capsys, video, "--checkpoint", str(path), "--num-frames", "6")
+    assert rc == 1 and "num_frames=4" in err and "Traceback" not in err
+
+
+def test_lightning_routing_rule():
+    assert is_lightning_predict(["--config", "x.yaml"]) and is_lightning_predict(["-c", "x.yaml"])
+    assert is_lightning_predict(["--trainer.accelerator=cpu"]) and is_lightning_predict(["--ckpt_path", "x"])
+    assert not is_lightning_predict(["video.mp4", "--checkpoint", "m.pt", "--device", "cpu", "--delimiter", ","])
