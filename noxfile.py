@@ -27,4 +27,4 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     _install(session)
-    session.run("adafocus", "flops", *session.posargs)
+    session.run("adafocus", "demo", *session.posargs)

@@ -66,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adafocus", description="AdaFocus: adaptive focus for video recognition")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{fit,validate,test,predict,flops,...}")
     for name in LIGHTNING_COMMANDS:
-        sub.add_parser(name, help=f"LightningCLI {name} (adafocus {name} --help)", add_help=False)
+        if name != "predict":  # `predict` is the video predictor below (LightningCLI when given --config)
+            sub.add_parser(name, help=f"LightningCLI {name} (adafocus {name} --help)", add_help=False)
+    from .predict import add_predict_parser  # issue 6: predict on video files
+
+    add_predict_parser(sub)
     p = sub.add_parser("flops", help="GFLOPs per video, per component (paper configurations by default)")
     p.add_argument("--custom", action="store_true", help="count the model given by the options below instead")
     p.add_argument("--frames", type=int, default=16)
@@ -91,15 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_convert_parser(sub)
     add_zoo_parser(sub)
+    from .demo.run import add_demo_parser  # issue 5: the end-to-end demo
+
+    add_demo_parser(sub)
+    from .bench.inference import add_benchmark_parser  # issue 6: inference speed
+
+    add_benchmark_parser(sub)
     return parser
 
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
+def _lightning_predict(args: Sequence[str]) -> bool:
+    """``adafocus predict`` is LightningCLI's only with its flags (--config, -c, --model, ...)."""
+    from .predict import is_lightning_predict
+
+    return is_lightning_predict(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LIGHTNING_COMMANDS:
+    if argv and argv[0] in LIGHTNING_COMMANDS and (argv[0] != "predict" or _lightning_predict(argv[1:])):
         from .training.cli import run_cli
 
         run_cli(argv)

@@ -78,6 +78,62 @@ def render_video(
     return frames
 
 
+def _pools(labels: np.ndarray, num_classes: int, seed: int) -> dict[str, np.ndarray]:
+    """Digit indices per split: training videos and evaluation videos use different handwriting."""
+    keep = np.random.default_rng(seed).permutation(np.flatnonzero(labels < num_classes))
+    cut = int(0.7 * len(keep))
+    return {"train": keep[:cut], "val": keep[cut:], "test": keep[cut:][::-1]}
+
+
+def still_crops(
+    num: int,
+    *,
+    crop: int = 24,
+    size: int = 64,
+    num_classes: int = 10,
+    digit_size: int = 14,
+    clutter: int = 12,
+    noise: float = 12.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Object-centric still images for backbone pre-training, the demo's stand-in for ImageNet.
+
+    Each is a ``crop x crop`` window of a rendered frame (same clutter, colours and noise as the
+    videos) that contains one whole digit at a random position. Only the *training* handwriting
+    of :func:`generate` with the same ``seed`` is used, so evaluation videos stay unseen.
+
+    Returns ``(images uint8 (num, crop, crop, 3), labels int64 (num,))``.
+    """
+    if not digit_size <= crop <= size:
+        raise ValueError(f"need digit_size <= crop <= size, got {digit_size}, {crop}, {size}")
+    images, labels = _digits()
+    pool = _pools(labels, num_classes, seed)["train"]
+    rng = np.random.default_rng([seed, 4])
+    out = np.empty((num, crop, crop, 3), np.uint8)
+    ys = np.empty(num, np.int64)
+    for i in range(num):
+        k = pool[rng.integers(len(pool))]
+        frame, (y, x) = _render_frame(images[k], rng, size, digit_size, clutter, noise)
+        cy = int(np.clip(y - rng.integers(0, crop - digit_size + 1), 0, size - crop))
+        cx = int(np.clip(x - rng.integers(0, crop - digit_size + 1), 0, size - crop))
+        out[i], ys[i] = frame[cy : cy + crop, cx : cx + crop], labels[k]
+    return out, ys
+
+
+def _render_frame(
+    digit: np.ndarray, rng: np.random.Generator, size: int, digit_size: int, clutter: int, noise: float
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """One frame with ``digit`` at a random place: ``(uint8 (size, size, 3), (y, x) top-left)``."""
+    frame = _background(rng, size, clutter)
+    glyph = _upscale(digit, digit_size)[:, :, None]
+    colour = np.array([230, 60, 40], np.float32)[rng.permutation(3)]
+    y, x = (int(v) for v in rng.integers(0, size - digit_size + 1, 2))
+    region = frame[y : y + digit_size, x : x + digit_size]
+    frame[y : y + digit_size, x : x + digit_size] = region * (1 - glyph) + colour * glyph
+    frame += rng.normal(0, noise, frame.shape).astype(np.float32)
+    return np.clip(frame, 0, 255).astype(np.uint8), (y, x)
+
+
 def generate(
     out_dir: str | os.PathLike,
     *,
@@ -121,11 +177,7 @@ def generate(
     if not 8 <= digit_size < size:
         raise ValueError(f"digit_size={digit_size} must be in [8, size={size})")
     images, labels = _digits()
-    keep = np.flatnonzero(labels < num_classes)
-    rng = np.random.default_rng(seed)
-    keep = rng.permutation(keep)
-    cut = int(0.7 * len(keep))  # training videos and evaluation videos use different handwriting
-    pools = {"train": keep[:cut], "val": keep[cut:], "test": keep[cut:][::-1]}
+    pools = _pools(labels, num_classes, seed)
     out_dir = os.fspath(out_dir)
     result: dict[str, Any] = {"root": out_dir, "num_classes": num_classes}
     for split, count in (("train", num_train), ("val", num_val), ("test", num_test)):

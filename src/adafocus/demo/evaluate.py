@@ -1,0 +1,81 @@
+"""Held-out evaluation for the demo: accuracy, online accuracy and GFLOPs per video, per policy."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..flops import count_flops, count_macs
+from ..model import AdaFocus
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    method: str
+    policy: str
+    top1: float  # % after all T frames
+    gflops: float  # per video, 1 multiply-add = 1 FLOP
+    online: list[float] = field(default_factory=list)  # % after frames 1..T
+    keep_ratio: float = 1.0  # share of frames whose patch went through f_L
+    patch_size: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _progress(iterable, desc: str, total: int | None, show: bool = True):
+    if not show:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, leave=False)
+    except ImportError:  # tqdm comes with Lightning; stay quiet without it
+        return iterable
+
+
+@torch.inference_mode()
+def evaluate_adafocus(
+    model: AdaFocus, loader, policy: str, *, method: str, seed: int = 0, progress: bool = True
+) -> Row:
+    """Top-1 and online top-1 of ``model`` with ``policy`` over ``loader``; GFLOPs at the measured keep ratio."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    hits, kept, n = None, 0.0, 0
+    for batch in _progress(loader, f"eval {method} / {policy}", len(loader), progress):
+        out = model(batch["frames"], policy=policy, sample=False, generator=gen)
+        correct = (out.logits.argmax(-1) == batch["label"].unsqueeze(1)).sum(0).double()  # (T,)
+        hits = correct if hits is None else hits + correct
+        kept += float(out.keep.sum()) if out.keep is not None else float(out.logits.shape[0] * out.logits.shape[1])
+        n += len(batch["label"])
+    t = hits.numel()
+    keep_ratio = kept / (n * t)
+    flops = count_flops(model, t, keep_ratio=keep_ratio).total
+    online = (100 * hits / n).tolist()
+    return Row(method, policy, online[-1], flops, online, keep_ratio, model.patch_size)
+
+
+@torch.inference_mode()
+def evaluate_full_frames(local_cnn: nn.Module, head: nn.Module, loader, *, method: str, progress: bool = True) -> Row:
+    """The full-frame baseline: f_L on every whole frame, frame-averaged logits (stage 0's head)."""
+    local_cnn.eval()
+    head.eval()
+    hits, n, shape = None, 0, None
+    for batch in _progress(loader, f"eval {method}", len(loader), progress):
+        frames = batch["frames"]
+        b, t = frames.shape[:2]
+        shape = frames.shape[2:]
+        logits = head(local_cnn(frames.flatten(0, 1)).mean((-2, -1))).view(b, t, -1)
+        running = logits.cumsum(1) / torch.arange(1, t + 1).view(1, t, 1)  # online: average so far
+        correct = (running.argmax(-1) == batch["label"].unsqueeze(1)).sum(0).double()
+        hits = correct if hits is None else hits + correct
+        n += b
+    t = hits.numel()
+    per_frame = count_macs(lambda x: head(local_cnn(x).mean((-2, -1))), torch.zeros(1, *shape))
+    online = (100 * hits / n).tolist()
+    return Row(method, "full frames", online[-1], per_frame * t / 1e9, online, 1.0, None)

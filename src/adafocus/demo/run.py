@@ -1,0 +1,426 @@
+"""``adafocus demo``: the whole method on a CPU in minutes, judged on held-out videos.
+
+synthetic videos -> backbone pre-training (stand-in for ImageNet) -> stage 0 (full frames, also the
+full-frame baseline) -> stage I -> stage II (PPO) -> stage III -> AdaFocus+ (stage II + III at two
+keep ratios) -> table, pictures, plots and metrics JSON. Every stage runs through ``adafocus fit``
+(LightningCLI) with the configs in ``lightning_configs/demo/``, as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+STAGES = ("stage0", "stage1", "stage2", "stage3")
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """How much data and training the demo uses (``DEFAULT`` or the test suite's ``FAST``)."""
+
+    num_train: int = 1000
+    num_val: int = 100
+    num_test: int = 300
+    stills: int = 20000  # pre-training images per backbone
+    pretrain_epochs: int = 5
+    epochs: dict[str, int] = field(
+        default_factory=lambda: dict(stage0=5, stage1=3, stage2=6, stage3=2, stage2_plus=3, stage3_plus=2)
+    )
+    keep_ratios: tuple[float, ...] = (0.75, 0.5)  # AdaFocus+ operating points (share of frames through f_L)
+
+
+DEFAULT = DemoPlan()
+FAST = DemoPlan(
+    num_train=500,
+    num_val=40,
+    num_test=100,
+    stills=8000,
+    pretrain_epochs=3,
+    epochs=dict(stage0=2, stage1=2, stage2=4, stage3=1, stage2_plus=1, stage3_plus=1),
+)
+# rough seconds per unit of work on a 2-core laptop, only for the ETA line
+_COST = dict(
+    data=0.01,
+    pretrain=0.00025,
+    stage0=0.025,
+    stage1=0.011,
+    stage2=0.012,
+    stage3=0.009,
+    stage2_plus=0.012,
+    stage3_plus=0.009,
+    evaluate=0.07,
+)
+SIZE, FRAMES, PATCH, DIGIT = 64, 8, 24, 14  # the configs' input_size, num_frames, patch_size; digit side
+
+
+def config_dir() -> Path:
+    """``lightning_configs/demo`` of the source checkout this package runs from."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "lightning_configs" / "demo"
+        if cand.is_dir():
+            return cand
+    raise FileNotFoundError(
+        "lightning_configs/demo not found above " + str(here) + ": run the demo from a source checkout "
+        "(pip install -e .) or pass --configs DIR"
+    )
+
+
+class _Clock:
+    """Stage headers with elapsed time and an ETA from rough per-unit costs."""
+
+    def __init__(self, plan: DemoPlan, quiet: bool) -> None:
+        self.start = time.perf_counter()
+        self.quiet = quiet
+        e, n = plan.epochs, plan.num_train
+        k = len(plan.keep_ratios)
+        self.work = {
+            "data": _COST["data"] * (n + plan.num_val + plan.num_test),
+            "pretrain": _COST["pretrain"] * 2 * plan.stills * plan.pretrain_epochs,
+            **{s: _COST[s] * n * e[s] for s in STAGES},
+            "stage2_plus": _COST["stage2_plus"] * n * e["stage2_plus"],
+            "stage3_plus": _COST["stage3_plus"] * n * e["stage3_plus"] * k,
+            "evaluate": _COST["evaluate"] * plan.num_test * (5 + k) / 10,
+        }
+        self.done: dict[str, float] = {}
+        self.times: dict[str, float] = {}
+        self._t0 = self.start
+
+    def begin(self, key: str, text: str) -> None:
+        self._t0 = time.perf_counter()
+        elapsed = self._t0 - self.start
+        planned_done = sum(self.work[k] for k in self.done)
+        left = sum(v for k, v in self.work.items() if k not in self.done)
+        scale = elapsed / planned_done if planned_done > 0 else 1.0
+        step = len(self.done) + 1
+        if not self.quiet:
+            print(
+                f"\n[{step}/{len(self.work)}] {text}  (elapsed {_mmss(elapsed)}, ETA ~{_mmss(scale * left)})",
+                flush=True,
+            )
+
+    def end(self, key: str) -> None:
+        self.times[key] = time.perf_counter() - self._t0
+        self.done[key] = self.times[key]
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def _mmss(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def peak_memory_mb() -> dict[str, float]:
+    """Peak resident memory of this process and of its largest finished child (DataLoader workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"main_mb": round(own, 1), "largest_worker_mb": round(kids, 1), "upper_bound_mb": round(own + kids, 1)}
+
+
+def _quiet_lightning() -> None:
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for msg in (
+        ".*eval mode at the start of training.*",
+        ".*does not have many workers.*",
+        ".*weights_only.*",
+        ".*both args and command line.*",
+        ".*LitLogger.*",
+        ".*LeafSpec.*",
+        ".*log_every_n_steps.*",
+    ):
+        warnings.filterwarnings("ignore", message=msg)
+
+
+def run_demo(
+    out: str | os.PathLike = "adafocus_demo",
+    *,
+    seed: int = 0,
+    fast: bool = False,
+    configs: str | os.PathLike | None = None,
+    progress: bool = True,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Run the whole demo into ``out``; returns the metrics dictionary also written to ``metrics.json``."""
+    before = torch.get_num_threads()
+    try:
+        return _run(out, seed=seed, fast=fast, configs=configs, progress=progress, threads=threads)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(
+    out: str | os.PathLike,
+    *,
+    seed: int,
+    fast: bool,
+    configs: str | os.PathLike | None,
+    progress: bool,
+    threads: int | None,
+) -> dict[str, Any]:
+    from ..data import synth
+    from ..data.datamodule import VideoDataModule
+    from ..predict import load_model
+    from ..training.cli import run_cli
+    from . import figures
+    from .evaluate import evaluate_adafocus, evaluate_full_frames
+    from .pretrain import pretrain_backbone
+
+    plan = FAST if fast else DEFAULT
+    out = Path(out).resolve()
+    cfg = Path(configs) if configs else config_dir()
+    ckpt_dir, data_dir = out / "checkpoints", out / "data"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    _quiet_lightning()
+    workers = 1
+    # one core decodes (DataLoader worker), the rest compute: oversubscribed OpenMP threads spin
+    # against the worker and made training ~20x slower on a 2-core machine
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - workers))
+    clock = _Clock(plan, quiet=False)
+    print(
+        f"adafocus demo: seed {seed}, {'--fast' if fast else 'default'} plan, output {out}, "
+        f"{torch.get_num_threads()} compute thread(s) + {workers} decoding worker",
+        flush=True,
+    )
+
+    clock.begin("data", f"synthetic videos: {plan.num_train}/{plan.num_val}/{plan.num_test} train/val/test")
+    ds = synth.generate(
+        data_dir,
+        num_train=plan.num_train,
+        num_val=plan.num_val,
+        num_test=plan.num_test,
+        num_frames=FRAMES,
+        size=SIZE,
+        patch_hint=PATCH,
+        seed=seed,
+    )
+    clock.end("data")
+
+    clock.begin("pretrain", f"backbone pre-training on {plan.stills} still crops (stand-in for ImageNet)")
+    images, labels = synth.still_crops(plan.stills, crop=PATCH, size=SIZE, digit_size=DIGIT, seed=seed)
+    weights = {}
+    for role, name in (("global", "demo_glance"), ("local", "demo_local")):
+        weights[role] = str(ckpt_dir / f"pretrained_{name}.pt")
+        pretrain_backbone(
+            name, images, labels, weights[role], epochs=plan.pretrain_epochs, seed=seed, progress=progress
+        )
+    clock.end("pretrain")
+
+    data_args = [
+        f"--data.init_args.root={ds['root']}",
+        f"--data.init_args.train_list={ds['train']}",
+        f"--data.init_args.val_list={ds['val']}",
+        f"--data.init_args.num_workers={workers}",
+    ]
+    ckpts: dict[str, str] = {}
+
+    def fit(key: str, config: str, text: str, *extra: str, epochs_key: str | None = None) -> str:
+        clock.begin(key if key in clock.work else epochs_key, text)
+        epochs = plan.epochs[epochs_key or key]
+        cli = run_cli(
+            [
+                "fit",
+                f"--config={cfg / config}",
+                f"--seed_everything={seed}",
+                f"--trainer.max_epochs={epochs}",
+                f"--trainer.default_root_dir={out / 'runs'}",
+                f"--trainer.logger.init_args.save_dir={out / 'logs'}",
+                f"--trainer.logger.init_args.name={key}",
+                f"--trainer.enable_progress_bar={str(progress).lower()}",
+                f"--model.init_args.seed={seed}",
+                *data_args,
+                *extra,
+            ]
+        )
+        dst = ckpt_dir / f"{key}.ckpt"
+        shutil.copyfile(cli.trainer.checkpoint_callback.best_model_path, dst)
+        if key in clock.work:
+            clock.end(key)
+        ckpts[key] = str(dst)
+        return str(dst)
+
+    net = "--model.init_args.net.init_args."
+    fit(
+        "stage0",
+        "stage0.yaml",
+        "stage 0: f_G and f_L on full frames (and the full-frame baseline)",
+        f"{net}global_weights={weights['global']}",
+        f"{net}local_weights={weights['local']}",
+    )
+    fit("stage1", "stage1.yaml", "stage I: warm-up on random patches", f"--model.init_args.init_from={ckpts['stage0']}")
+    fit("stage2", "stage2.yaml", "stage II: PPO on the policy", f"--model.init_args.init_from={ckpts['stage1']}")
+    fit(
+        "stage3",
+        "stage3.yaml",
+        "stage III: f_C under the learned policy",
+        f"--model.init_args.init_from={ckpts['stage2']}",
+    )
+    fit(
+        "stage2_plus",
+        "stage2.yaml",
+        "AdaFocus+ stage II: PPO on pi and the skip policy pi'",
+        f"--model.init_args.init_from={ckpts['stage2']}",
+        f"{net}skip_policy=true",
+    )
+    clock.begin("stage3_plus", f"AdaFocus+ stage III at keep ratios {plan.keep_ratios}")
+    t_plus = time.perf_counter()
+    for r in plan.keep_ratios:
+        key = f"stage3_plus_keep{int(round(100 * r))}"
+        fit(
+            key,
+            "stage3.yaml",
+            f"  f_C with f_L on {r:.0%} of the frames",
+            f"--model.init_args.init_from={ckpts['stage2_plus']}",
+            f"{net}skip_policy=true",
+            f"--model.init_args.keep_ratio={r}",
+            epochs_key="stage3_plus",
+        )
+    clock.times["stage3_plus"] = time.perf_counter() - t_plus
+    clock.done["stage3_plus"] = clock.times["stage3_plus"]
+
+    clock.begin("evaluate", f"held-out evaluation on {plan.num_test} test videos")
+    dm = VideoDataModule(
+        test_list=ds["test"],
+        root=ds["root"],
+        num_classes=ds["num_classes"],
+        num_frames=FRAMES,
+        input_size=SIZE,
+        scale_size=SIZE,
+        scales=[1.0],
+        flip=False,
+        batch_size=50,
+        num_workers=0,
+    )
+    dm.setup("test")
+    loader = dm.test_dataloader()
+    model = load_model(ckpts["stage3"])
+    rows = [
+        evaluate_adafocus(model, loader, p, method=f"AdaFocus P={PATCH}", seed=seed, progress=progress)
+        for p in ("learned", "random", "centre", "gaussian")
+    ]
+    for r in plan.keep_ratios:
+        plus = load_model(ckpts[f"stage3_plus_keep{int(round(100 * r))}"])
+        rows.append(
+            evaluate_adafocus(plus, loader, "learned", method=f"AdaFocus+ P={PATCH} (keep {r:.0%})", progress=progress)
+        )
+    full = load_model(ckpts["stage0"])
+    sd0 = torch.load(ckpts["stage0"], map_location="cpu", weights_only=False)["state_dict"]
+    head = torch.nn.Linear(full.local_cnn.num_features, ds["num_classes"])
+    head.load_state_dict({k.removeprefix("local_head."): v for k, v in sd0.items() if k.startswith("local_head.")})
+    rows.append(
+        evaluate_full_frames(
+            full.local_cnn, head, loader, method="Full-frame baseline (f_L on whole frames)", progress=progress
+        )
+    )
+    batch = next(iter(loader))
+    figures.patch_pictures(model, batch, out / "patches.png", out / "patches.gif")
+    figures.patch_pictures(
+        load_model(ckpts[f"stage3_plus_keep{int(round(100 * plan.keep_ratios[-1]))}"]),
+        batch,
+        out / "patches_adafocus_plus.png",
+        None,
+    )
+    title = f"synthetic digits, {plan.num_test} held-out videos, T={FRAMES}, {SIZE}x{SIZE} frames, seed {seed}"
+    figures.accuracy_vs_gflops(rows, out / "accuracy_vs_gflops.png", title)
+    figures.online_accuracy(rows, out / "online_accuracy.png", title)
+    clock.end("evaluate")
+
+    checks = acceptance(rows)
+    metrics = {
+        "seed": seed,
+        "fast": fast,
+        "plan": asdict(plan),
+        "rows": [r.as_dict() for r in rows],
+        "checks": checks,
+        "timings_s": {k: round(v, 1) for k, v in clock.times.items()},
+        "wall_time_s": round(clock.elapsed, 1),
+        "peak_memory": peak_memory_mb(),
+        "threads": torch.get_num_threads(),
+        "checkpoints": ckpts,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print_report(metrics, out)
+    return metrics
+
+
+def acceptance(rows) -> dict[str, Any]:
+    """The demo's claims, computed from the table (thresholds of the project's issue 5)."""
+    by = {(r.method.split(" ")[0], r.policy): r for r in rows}
+    learned, rand, centre = by[("AdaFocus", "learned")], by[("AdaFocus", "random")], by[("AdaFocus", "centre")]
+    full = next(r for r in rows if r.policy == "full frames")
+    c = {
+        "learned_minus_random": round(learned.top1 - rand.top1, 2),
+        "learned_minus_centre": round(learned.top1 - centre.top1, 2),
+        "flops_share_of_full_frame": round(learned.gflops / full.gflops, 4),
+        "learned_minus_full_frame": round(learned.top1 - full.top1, 2),
+    }
+    c["pass"] = {
+        "beats random by >= 5 points": c["learned_minus_random"] >= 5,
+        "beats centre by >= 10 points": c["learned_minus_centre"] >= 10,
+        "<= 50% of full-frame FLOPs": c["flops_share_of_full_frame"] <= 0.5,
+        "within 5 points of full frames": c["learned_minus_full_frame"] >= -5,
+    }
+    return c
+
+
+def print_report(metrics: dict[str, Any], out: Path) -> None:
+    rows = metrics["rows"]
+    print(f"\nHeld-out test videos (seed {metrics['seed']}):\n")
+    head = f"{'method':<46}{'patches':<14}{'top-1 %':>8}{'MFLOPs/video':>14}{'f_L frames':>12}"
+    print(head + "\n" + "-" * len(head))
+    for r in rows:
+        print(f"{r['method']:<46}{r['policy']:<14}{r['top1']:>8.1f}{1e3 * r['gflops']:>14.2f}{r['keep_ratio']:>11.0%}")
+    c = metrics["checks"]
+    print(
+        f"\nlearned - random {c['learned_minus_random']:+.1f} pts, "
+        f"learned - centre {c['learned_minus_centre']:+.1f} pts, "
+        f"FLOPs {c['flops_share_of_full_frame']:.0%} of full frames, "
+        f"accuracy {c['learned_minus_full_frame']:+.1f} pts vs full frames"
+    )
+    for claim, ok in c["pass"].items():
+        print(f"  [{'ok' if ok else 'NOT MET'}] {claim}")
+    m = metrics["peak_memory"]
+    print(
+        f"\nwall time {_mmss(metrics['wall_time_s'])} ({metrics['wall_time_s']:.0f} s); peak memory: main process "
+        f"{m['main_mb']:.0f} MB, largest worker {m['largest_worker_mb']:.0f} MB (sum {m['upper_bound_mb']:.0f} MB)"
+    )
+    print("stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in metrics["timings_s"].items()))
+    print(
+        f"\nwritten to {out}: patches.png, patches.gif, patches_adafocus_plus.png, accuracy_vs_gflops.png, "
+        "online_accuracy.png, metrics.json, checkpoints/ (every stage), logs/ (CSV metrics per stage)"
+    )
+
+
+def add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="train and judge AdaFocus end to end on synthetic videos (CPU, minutes)")
+    p.add_argument("--out", default="adafocus_demo", help="output folder (default: ./adafocus_demo)")
+    p.add_argument("--seed", type=int, default=0, help="fixes the data, the initialisations and the sampling")
+    p.add_argument("--fast", action="store_true", help="a smaller, shorter run (used by the test suite)")
+    p.add_argument("--configs", default=None, help="folder with stage0..3.yaml (default: lightning_configs/demo)")
+    p.add_argument("--threads", type=int, default=None, help="torch compute threads (default: cores - 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (stage lines still print)")
+    p.set_defaults(func=_demo_cmd)
+
+
+def _demo_cmd(args) -> int:
+    run_demo(
+        args.out,
+        seed=args.seed,
+        fast=args.fast,
+        configs=args.configs,
+        progress=not args.no_progress,
+        threads=args.threads,
+    )
+    return 0
