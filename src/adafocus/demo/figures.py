@@ -34,20 +34,24 @@ def _label(row: Row) -> str:
     return row.method if row.policy in ("learned", "full frames") else f"{row.method}, {row.policy} patches"
 
 
-def accuracy_vs_gflops(rows: Sequence[Row], path: str | os.PathLike, title: str) -> None:
-    """Fig. 5-like scatter: top-1 against GFLOPs per video, one point per row."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for r in rows:
-        colour, marker = _style(r)
-        ax.scatter(r.gflops * 1e3, r.top1, c=colour, marker=marker, s=110 if marker == "*" else 60, label=_label(r))
-    ax.set_xlabel("MFLOPs per video (1 multiply-add = 1 FLOP)")
-    ax.set_ylabel("top-1 accuracy on held-out videos (%)")
+def _save(fig, ax, path: str | os.PathLike, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def accuracy_vs_gflops(rows: Sequence[Row], path: str | os.PathLike, title: str) -> None:
+    """Fig. 5-like scatter: top-1 against GFLOPs per video, one point per row."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for r in rows:
+        colour, marker = _style(r)
+        ax.scatter(r.gflops * 1e3, r.top1, c=colour, marker=marker, s=110 if marker == "*" else 60, label=_label(r))
+    _save(fig, ax, path, "MFLOPs per video (1 multiply-add = 1 FLOP)", "top-1 accuracy on held-out videos (%)", title)
 
 
 def online_accuracy(rows: Sequence[Row], path: str | os.PathLike, title: str) -> None:
@@ -55,17 +59,9 @@ def online_accuracy(rows: Sequence[Row], path: str | os.PathLike, title: str) ->
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for r in rows:
         colour, marker = _style(r)
-        steps = range(1, len(r.online) + 1)
         ls = "--" if r.policy == "full frames" else "-"
-        ax.plot(steps, r.online, color=colour, marker=marker, ls=ls, ms=5, label=_label(r))
-    ax.set_xlabel("frames seen")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+        ax.plot(range(1, len(r.online) + 1), r.online, color=colour, marker=marker, ls=ls, ms=5, label=_label(r))
+    _save(fig, ax, path, "frames seen", "top-1 accuracy (%)", title)
 
 
 @torch.inference_mode()
