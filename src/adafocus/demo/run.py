@@ -302,7 +302,7 @@ def _run(
         num_workers=0,
     )
     dm.setup("test")
-    loader = dm.test_dataloader()
+    loader = list(dm.test_dataloader())  # decoded once (~120 MB), then scored by every policy and model
     model = load_model(ckpts["stage3"])
     rows = [
         evaluate_adafocus(model, loader, p, method=f"AdaFocus P={PATCH}", seed=seed, progress=progress)
@@ -322,7 +322,7 @@ def _run(
             full.local_cnn, head, loader, method="Full-frame baseline (f_L on whole frames)", progress=progress
         )
     )
-    batch = next(iter(loader))
+    batch = loader[0]
     figures.patch_pictures(model, batch, out / "patches.png", out / "patches.gif")
     figures.patch_pictures(
         load_model(ckpts[f"stage3_plus_keep{int(round(100 * plan.keep_ratios[-1]))}"]),
