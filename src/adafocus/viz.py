@@ -65,32 +65,20 @@ def denormalise(frames: torch.Tensor) -> np.ndarray:
     return x.movedim(-3, -1).contiguous().numpy()
 
 
-def _hline(img: np.ndarray, y0: int, y1: int, x0: int, x1: int, colour, dashed: bool) -> None:
-    """Fill rows ``[y0, y1)`` x columns ``[x0, x1)`` (clipped), dashed along x if asked."""
+def _fill(img: np.ndarray, y0: int, y1: int, x0: int, x1: int, colour, dashed: bool, along: int) -> None:
+    """Fill rows ``[y0, y1)`` x columns ``[x0, x1)`` (clipped); dashed along axis ``along`` (1: x, 0: y) if asked."""
     h, w = img.shape[:2]
     ya, yb, xa, xb = max(0, y0), min(h, y1), max(0, x0), min(w, x1)
     if ya >= yb or xa >= xb:
         return
     if not dashed:
         img[ya:yb, xa:xb] = colour
-        return
-    cols = np.arange(xa, xb)
-    cols = cols[((cols - x0) // DASH) % 2 == 0]
-    img[ya:yb, cols] = colour
-
-
-def _vline(img: np.ndarray, y0: int, y1: int, x0: int, x1: int, colour, dashed: bool) -> None:
-    """Fill rows ``[y0, y1)`` x columns ``[x0, x1)`` (clipped), dashed along y if asked."""
-    h, w = img.shape[:2]
-    ya, yb, xa, xb = max(0, y0), min(h, y1), max(0, x0), min(w, x1)
-    if ya >= yb or xa >= xb:
-        return
-    if not dashed:
-        img[ya:yb, xa:xb] = colour
-        return
-    rows = np.arange(ya, yb)
-    rows = rows[((rows - y0) // DASH) % 2 == 0]
-    img[rows, xa:xb] = colour
+    elif along == 1:
+        cols = np.arange(xa, xb)
+        img[ya:yb, cols[((cols - x0) // DASH) % 2 == 0]] = colour
+    else:
+        rows = np.arange(ya, yb)
+        img[rows[((rows - y0) // DASH) % 2 == 0], xa:xb] = colour
 
 
 def draw_boxes(
@@ -134,10 +122,10 @@ def draw_boxes(
         skipped = kept is not None and not kept[i]
         c = np.asarray(SKIP_COLOUR if skipped else colour, dtype=np.uint8)
         f = img[i]
-        _hline(f, y, y + lw, x, x + p, c, skipped)  # top
-        _hline(f, y + p - lw, y + p, x, x + p, c, skipped)  # bottom
-        _vline(f, y, y + p, x, x + lw, c, skipped)  # left
-        _vline(f, y, y + p, x + p - lw, x + p, c, skipped)  # right
+        _fill(f, y, y + lw, x, x + p, c, skipped, along=1)  # top
+        _fill(f, y + p - lw, y + p, x, x + p, c, skipped, along=1)  # bottom
+        _fill(f, y, y + p, x, x + lw, c, skipped, along=0)  # left
+        _fill(f, y, y + p, x + p - lw, x + p, c, skipped, along=0)  # right
     return img
 
 

@@ -70,12 +70,19 @@ def render_video(
     for t in range(num_frames):
         a = t / max(1, num_frames - 1)
         y, x = np.rint((1 - a) * start + a * end).astype(int)
-        f = bg.copy()
-        region = f[y : y + digit_size, x : x + digit_size]
-        f[y : y + digit_size, x : x + digit_size] = region * (1 - glyph) + colour * glyph
-        f += rng.normal(0, noise, f.shape).astype(np.float32)
-        frames[t] = np.clip(f, 0, 255).astype(np.uint8)
+        frames[t] = _paste(bg, glyph, colour, int(y), int(x), rng, noise)
     return frames
+
+
+def _paste(
+    bg: np.ndarray, glyph: np.ndarray, colour: np.ndarray, y: int, x: int, rng: np.random.Generator, noise: float
+) -> np.ndarray:
+    """``glyph`` tinted ``colour`` blended into a copy of ``bg`` at ``(y, x)``, plus pixel noise, as uint8."""
+    f = bg.copy()
+    s = glyph.shape[0]
+    f[y : y + s, x : x + s] = f[y : y + s, x : x + s] * (1 - glyph) + colour * glyph
+    f += rng.normal(0, noise, f.shape).astype(np.float32)
+    return np.clip(f, 0, 255).astype(np.uint8)
 
 
 def _pools(labels: np.ndarray, num_classes: int, seed: int) -> dict[str, np.ndarray]:
@@ -124,14 +131,11 @@ def _render_frame(
     digit: np.ndarray, rng: np.random.Generator, size: int, digit_size: int, clutter: int, noise: float
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """One frame with ``digit`` at a random place: ``(uint8 (size, size, 3), (y, x) top-left)``."""
-    frame = _background(rng, size, clutter)
+    bg = _background(rng, size, clutter)
     glyph = _upscale(digit, digit_size)[:, :, None]
     colour = np.array([230, 60, 40], np.float32)[rng.permutation(3)]
     y, x = (int(v) for v in rng.integers(0, size - digit_size + 1, 2))
-    region = frame[y : y + digit_size, x : x + digit_size]
-    frame[y : y + digit_size, x : x + digit_size] = region * (1 - glyph) + colour * glyph
-    frame += rng.normal(0, noise, frame.shape).astype(np.float32)
-    return np.clip(frame, 0, 255).astype(np.uint8), (y, x)
+    return _paste(bg, glyph, colour, y, x, rng, noise), (y, x)
 
 
 def generate(
