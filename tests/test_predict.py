@@ -164,3 +164,30 @@ def test_lightning_routing_rule():
     assert is_lightning_predict(["--config", "x.yaml"]) and is_lightning_predict(["-c", "x.yaml"])
     assert is_lightning_predict(["--trainer.accelerator=cpu"]) and is_lightning_predict(["--ckpt_path", "x"])
     assert not is_lightning_predict(["video.mp4", "--checkpoint", "m.pt", "--device", "cpu", "--delimiter", ","])
+
+
+def test_fast_and_int8_glance_flags(files, capsys):
+    inputs = str(files["dir"])  # a.mp4, b.mp4 and the corrupt bad.mp4
+    rc, out, _ = _run(capsys, inputs, "--checkpoint", files["model"], "--json")
+    ref = {r["path"]: r for r in json.loads(out)}
+    rc_fast, out, _ = _run(capsys, inputs, "--checkpoint", files["model"], "--json", "--fast")
+    fast = {r["path"]: r for r in json.loads(out)}
+    assert rc == rc_fast == 1 and set(fast) == set(ref)  # bad.mp4 still reported, the others predicted
+    for p, r in ref.items():
+        if "error" in r:
+            assert "error" in fast[p]
+            continue
+        assert fast[p]["boxes"] == r["boxes"]
+        assert [c["class"] for c in fast[p]["topk"]] == [c["class"] for c in r["topk"]]
+        assert [c["score"] for c in fast[p]["topk"]] == pytest.approx([c["score"] for c in r["topk"]], abs=1e-4)
+    rc, out, err = _run(capsys, inputs, "--checkpoint", files["model"], "--json", "--int8-glance", "3")
+    q8 = {r["path"]: r for r in json.loads(out)}
+    assert rc == 1 and "bad.mp4" in err and "Traceback" not in err
+    for p, r in ref.items():
+        if "error" not in r:  # same classes scored, probabilities within int8 error
+            got = {c["class"]: c["score"] for c in q8[p]["topk"]}
+            assert all(abs(got[c["class"]] - c["score"]) < 0.05 for c in r["topk"])
+    rc, _, err = _run(capsys, files["a"], "--checkpoint", files["model"], "--int8-glance", "0")
+    assert rc == 1 and "--int8-glance" in err
+    rc, _, err = _run(capsys, str(files["dir"] / "bad.mp4"), "--checkpoint", files["model"], "--int8-glance", "1")
+    assert rc == 1 and "calibration" in err

@@ -63,6 +63,9 @@ def count_flops(
         local_frames: frames whose patch goes through f_L (12 for AdaFocus-TSM, 8 for its f_G).
         keep_ratio: fraction of patches actually processed by f_L (AdaFocus+ skips the rest).
     """
+    quantized = [n for n, m in model.named_modules() if ".quantized" in type(m).__module__]
+    if quantized:  # int8 kernels are invisible to FlopCounterMode: the count would silently drop them
+        raise ValueError(f"count_flops: {quantized[0]!r} is int8-quantized; count FLOPs on the float model")
     t_g = num_frames
     t_l = local_frames or num_frames
     s, p = model.glance_size, model.patch_size

@@ -39,6 +39,11 @@ def temporal_shift(x: torch.Tensor, num_frames: int, fold_div: int = 8) -> torch
     return out.view(nt, c, h, w)
 
 
+# one opaque node under FX tracing (int8 quantization, adafocus.quantize): the shift moves
+# values, it has nothing to quantize, and its in-place writes are not traceable
+torch.fx.wrap("temporal_shift")
+
+
 class TemporalShift(nn.Module):
     """Runs ``net`` on the temporally shifted input (wraps the first layer of a residual branch)."""
 

@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -30,6 +30,7 @@ from ..crop import crop_patches, pixel_offsets
 from ..flops import count_flops, count_macs
 from ..inference import infer, prepare_for_inference
 from ..model import AdaFocus
+from ..quantize import quantize_backbone, quantize_glance
 from ..tsm_model import AdaFocusTSM, TSMPlus
 
 
@@ -140,19 +141,58 @@ def part_fns(model: nn.Module, frames: torch.Tensor) -> dict[str, Callable[[], A
     }
 
 
-def build(
-    name: str, args: argparse.Namespace, *, channels_last: bool, fold_bn: bool, compile: bool, quantize: bool = False
-) -> tuple:
-    """Build ``name``, count its FLOPs, prepare it: ``(row, model)``."""
+@dataclass(frozen=True)
+class Setting:
+    """One combination of the inference optimisations (see :func:`adafocus.inference.prepare_for_inference`)."""
+
+    channels_last: bool = True
+    fold_bn: bool = True
+    compile: bool = False
+    glance_chunk: int = 0  # f_G over this many frames at a time (0: all in one call)
+    quantize_heads: bool = False  # int8 GRU / linear weights in pi and f_C
+    quantize_glance: bool = False  # int8 f_G (adafocus.quantize), in the baselines too
+    quantize_local: bool = False  # int8 f_L / the baselines' ResNet-50 too (everything int8 but pi / f_C)
+
+    @property
+    def label(self) -> str:
+        s = ("cl" if self.channels_last else "nchw") + ("+bn" if self.fold_bn else "") + ("+cc" if self.compile else "")
+        s += f"+ch{self.glance_chunk}" if self.glance_chunk and not self.quantize_glance else ""
+        s += ("+q8" if self.quantize_heads else "") + ("+g8" if self.quantize_glance else "")
+        return s + ("+l8" if self.quantize_local else "")
+
+
+def build(name: str, args: argparse.Namespace, setting: Setting) -> tuple:
+    """Build ``name``, count its FLOPs, prepare it under ``setting``: ``(row, model)``.
+
+    With ``quantize_glance`` every model that has an f_G (AdaFocus and the MobileNet-V2 + ResNet-50
+    baselines alike) gets the int8 one, calibrated on random frames (timing only: the weights are
+    random as well).
+    """
     spec, device = MODELS[name], torch.device(args.device)
     torch.manual_seed(0)
     model = spec.build(args.glance_size if spec.baseline else None)
-    row: dict[str, Any] = dict(model=name, gflops=gflops(name, model), baseline=spec.baseline,
-                               channels_last=channels_last, fold_bn=fold_bn, compile=compile,
-                               quantize_heads=quantize and bool(spec.baseline))  # fmt: skip
-    model = prepare_for_inference(model.to(device), channels_last=channels_last, fold_bn=fold_bn,
-                                  compile=compile, dtype=args.dtype, quantize_heads=quantize)  # fmt: skip
-    return row, model
+    has_glance = getattr(model, "global_cnn", None) is not None
+    setting = replace(
+        setting,
+        quantize_heads=setting.quantize_heads and bool(spec.baseline),
+        quantize_glance=setting.quantize_glance and has_glance,
+    )
+    row: dict[str, Any] = dict(model=name, gflops=gflops(name, model), baseline=spec.baseline, setting=setting)
+    model = prepare_for_inference(
+        model.to(device),
+        channels_last=setting.channels_last,
+        fold_bn=setting.fold_bn,
+        compile=setting.compile,
+        dtype=args.dtype,
+        quantize_heads=setting.quantize_heads,
+        glance_chunk=setting.glance_chunk or None,
+    )
+    if setting.quantize_glance:
+        quantize_glance(model, torch.randn(2, spec.frames, 3, spec.input_size, spec.input_size))
+    if setting.quantize_local:  # one clip's worth of inputs: TSM backbones shift over whole clips
+        size = getattr(model, "patch_size", spec.input_size)
+        model.local_cnn = quantize_backbone(model.local_cnn, [torch.randn(spec.frames, 3, size, size)])
+    return row, model  # fmt: skip
 
 
 def measure(jobs: list[tuple[dict, nn.Module]], args: argparse.Namespace, progress: Callable[[str], None]) -> None:
@@ -238,8 +278,7 @@ def print_tables(rows: list[dict[str, Any]], batch_size: int, out=None) -> None:
 
 
 def _setting(r: dict[str, Any]) -> str:
-    s = ("cl" if r["channels_last"] else "nchw") + ("+bn" if r["fold_bn"] else "") + ("+cc" if r["compile"] else "")
-    return s + ("+q8" if r.get("quantize_heads") else "")
+    return r["setting"].label
 
 
 def run(args: argparse.Namespace) -> int:
@@ -258,13 +297,23 @@ def run(args: argparse.Namespace) -> int:
         if b and b not in names:
             names.append(b)
     args.dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    settings = [(args.channels_last, args.fold_bn, args.compile, args.quantize_heads)]
+    if args.glance_chunk is None:  # cache-sized chunks help memory-bound f_G on CPUs, not on GPUs
+        args.glance_chunk = 4 if args.device == "cpu" else 0
+    chunk, q8 = args.glance_chunk, args.quantize_heads
+    q_glance = args.quantize_glance or args.quantize_local
+    settings = [Setting(args.channels_last, args.fold_bn, args.compile, chunk, q8, q_glance, args.quantize_local)]
     if args.ablate:  # each optimisation added in turn
-        settings = [(False, False, False, False), (True, False, False, False), (True, True, False, False)]
-        if args.quantize_heads:
-            settings.append((True, True, False, True))
+        settings = [Setting(False, False), Setting(True, False), Setting(True, True)]
+        if chunk:
+            settings.append(Setting(glance_chunk=chunk))
+        if q8:
+            settings.append(Setting(glance_chunk=chunk, quantize_heads=True))
+        if q_glance:
+            settings.append(Setting(quantize_heads=q8, quantize_glance=True))
+        if args.quantize_local:
+            settings.append(Setting(quantize_heads=q8, quantize_glance=True, quantize_local=True))
         if args.compile:
-            settings.append((True, True, True, args.quantize_heads))
+            settings.append(Setting(compile=True, glance_chunk=chunk, quantize_heads=q8))
     verbose = not args.json
 
     def progress(msg: str) -> None:
@@ -272,21 +321,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"[benchmark] {msg}", file=sys.stderr, flush=True)
 
     rows = []
-    for session, (cl, bn, cc, q8) in enumerate(settings):  # models of one setting are timed together, interleaved
+    for session, setting in enumerate(settings):  # models of one setting are timed together, interleaved
         jobs = []
         for n in names:
-            progress(f"build {n} channels_last={cl} fold_bn={bn} compile={cc} quantize_heads={q8}")
-            jobs.append(build(n, args, channels_last=cl, fold_bn=bn, compile=cc, quantize=q8))
+            progress(f"build {n} {setting}")
+            jobs.append(build(n, args, setting))
         measure(jobs, args, progress)
         rows += [dict(row, session=session) for row, _ in jobs]
         del jobs
     add_ratios(rows)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([dict(r, setting=r["setting"].__dict__) for r in rows], indent=2))
         return 0
     print(f"device={args.device} threads={torch.get_num_threads()} dtype={args.dtype or torch.float32} "
           f"warmup={args.warmup} repeats={args.repeats} (medians, interleaved rounds); "
-          f"glance_size={args.glance_size or 'input'}")  # fmt: skip
+          f"glance_size={args.glance_size or 'input'}; settings apply to baselines too")  # fmt: skip
     print_tables(rows, args.batch_size)
     return 0
 
@@ -302,8 +351,24 @@ def add_benchmark_parser(sub: Any) -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--glance-chunk",
+        type=int,
+        default=None,
+        help="run f_G this many frames at a time (default: 4 on CPU, 0 = all at once on GPU)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile each backbone (slow to compile)")
     p.add_argument("--quantize-heads", action="store_true", help="int8 GRU/linear weights in pi and f_C (CPU)")
+    p.add_argument(
+        "--quantize-glance",
+        action="store_true",
+        help="int8 f_G (static, calibrated) in AdaFocus and the baselines alike (CPU)",
+    )
+    p.add_argument(
+        "--quantize-local",
+        action="store_true",
+        help="int8 f_L and the baselines' ResNet-50 as well (implies --quantize-glance; CPU)",
+    )
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     p.add_argument("--glance-size", type=int, default=None, help="resize frames for f_G (changes its FLOPs)")
     p.add_argument("--ablate", action="store_true", help="rows without/with channels_last, BN folding (, compile)")

@@ -41,9 +41,19 @@ def _progress(iterable, desc: str, total: int | None, show: bool = True):
 
 @torch.inference_mode()
 def evaluate_adafocus(
-    model: AdaFocus, loader, policy: str, *, method: str, seed: int = 0, progress: bool = True
+    model: AdaFocus,
+    loader,
+    policy: str,
+    *,
+    method: str,
+    seed: int = 0,
+    progress: bool = True,
+    flops_model: AdaFocus | None = None,
 ) -> Row:
-    """Top-1 and online top-1 of ``model`` with ``policy`` over ``loader``; GFLOPs at the measured keep ratio."""
+    """Top-1 and online top-1 of ``model`` with ``policy`` over ``loader``; GFLOPs at the measured keep ratio.
+
+    ``flops_model``: the float model to count FLOPs on when ``model`` has int8 parts (same multiply-adds).
+    """
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     hits, kept, n = None, 0.0, 0
@@ -55,7 +65,7 @@ def evaluate_adafocus(
         n += len(batch["label"])
     t = hits.numel()
     keep_ratio = kept / (n * t)
-    flops = count_flops(model, t, keep_ratio=keep_ratio).total
+    flops = count_flops(flops_model or model, t, keep_ratio=keep_ratio).total
     online = (100 * hits / n).tolist()
     return Row(method, policy, online[-1], flops, online, keep_ratio, model.patch_size)
 

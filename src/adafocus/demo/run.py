@@ -171,6 +171,7 @@ def _run(
     from ..data import synth
     from ..data.datamodule import VideoDataModule
     from ..predict import load_model
+    from ..quantize import quantize_glance
     from ..training.cli import run_cli
     from . import figures
     from .evaluate import evaluate_adafocus, evaluate_full_frames
@@ -308,6 +309,13 @@ def _run(
         evaluate_adafocus(model, loader, p, method=f"AdaFocus P={PATCH}", seed=seed, progress=progress)
         for p in ("learned", "random", "centre", "gaussian")
     ]
+    # int8 f_G (adafocus.quantize), activation ranges calibrated on 50 training videos
+    calib = VideoDataModule(test_list=ds["train"], root=ds["root"], num_classes=ds["num_classes"], num_frames=FRAMES,
+                            input_size=SIZE, scale_size=SIZE, scales=[1.0], flip=False, batch_size=50, num_workers=0)
+    calib.setup("test")
+    int8 = quantize_glance(load_model(ckpts["stage3"]), [next(iter(calib.test_dataloader()))["frames"]])
+    rows.append(evaluate_adafocus(int8, loader, "learned", method=f"int8-f_G AdaFocus P={PATCH}", seed=seed,
+                                  progress=progress, flops_model=model))  # fmt: skip
     for r in plan.keep_ratios:
         plus = load_model(ckpts[f"stage3_plus_keep{int(round(100 * r))}"])
         rows.append(
@@ -331,8 +339,9 @@ def _run(
         None,
     )
     title = f"synthetic digits, {plan.num_test} held-out videos, T={FRAMES}, {SIZE}x{SIZE} frames, seed {seed}"
-    figures.accuracy_vs_gflops(rows, out / "accuracy_vs_gflops.png", title)
-    figures.online_accuracy(rows, out / "online_accuracy.png", title)
+    plotted = [r for r in rows if not r.method.startswith("int8")]  # same FLOPs as the float row: one point
+    figures.accuracy_vs_gflops(plotted, out / "accuracy_vs_gflops.png", title)
+    figures.online_accuracy(plotted, out / "online_accuracy.png", title)
     clock.end("evaluate")
 
     checks = acceptance(rows)

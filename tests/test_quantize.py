@@ -1,0 +1,113 @@
+"""int8 glance: ReLU6 kept exactly, outputs close to fp32, f_G swapped in AdaFocus / TSM / TSM+, clear errors."""
+
+import copy
+
+import pytest
+import torch
+from conftest import tiny_model
+from test_inference import _random_bn
+from torch import nn
+
+from adafocus.inference import infer, prepare_for_inference
+from adafocus.quantize import quantize_backbone, quantize_glance
+from adafocus.tsm_model import TSMPlus
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def test_relu6_is_kept_through_int8():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU6(), nn.Conv2d(16, 8, 1)).eval()
+    with torch.no_grad():
+        net[0].weight.mul_(30)  # most pre-activations land far above 6, so the clamp matters
+    x = torch.randn(8, 3, 16, 16)
+    q = quantize_backbone(net, [x[:4]])
+    relu = copy.deepcopy(net)
+    relu[2] = nn.ReLU()
+    with torch.no_grad():
+        ref, out, unclamped = net(x), q(x), relu(x)
+    assert (net[:3](x) >= 6).float().mean() > 0.2
+    assert _rel(out, ref) < 0.05  # int8 error only
+    assert _rel(unclamped, ref) > 0.5  # what a plain ReLU swap would have given
+    assert not any(isinstance(m, nn.Conv2d) and type(m) is nn.Conv2d for m in q.modules())  # all convs int8
+
+
+def test_quantize_glance_adafocus_close_and_f_l_untouched():
+    torch.manual_seed(0)
+    model = prepare_for_inference(_random_bn(tiny_model()), glance_chunk=2)  # chunks unwrapped for int8
+    frames = torch.randn(2, 4, 3, 64, 64)
+    ref = infer(model, frames)
+    local = model.local_cnn
+    quantize_glance(model, torch.randn(4, 4, 3, 64, 64))
+    assert isinstance(model.global_cnn, torch.fx.GraphModule) and model.global_cnn.num_features == 48
+    assert model.local_cnn is local
+    out = infer(model, frames, locations=ref.locations)  # same patches, so only f_G's precision differs
+    assert _rel(out.global_features, ref.global_features) < 0.05
+    assert torch.equal(out.local_features, ref.local_features)
+    assert _rel(out.logits, ref.logits) < 0.1
+
+
+def test_quantize_glance_tsm_mobilenet_and_tsm_plus():
+    from test_tsm import tiny_tsm
+
+    torch.manual_seed(0)
+    model = prepare_for_inference(_random_bn(tiny_tsm(global_frames=2, local_frames=4)))
+    frames = torch.randn(2, 4, 3, 64, 64)
+    with torch.inference_mode():
+        ref = model.glance(model.select_glance_frames(frames))[0]
+    ref_logits = infer(model, frames).logits
+    quantize_glance(model, torch.randn(3, 4, 3, 64, 64))
+    with torch.inference_mode():
+        out = model.glance(model.select_glance_frames(frames))[0]
+    assert _rel(out, ref) < 0.05  # the temporal shift still runs, between int8 convolutions
+    assert _rel(infer(model, frames).logits, ref_logits) < 0.1
+
+    plus = prepare_for_inference(
+        _random_bn(TSMPlus(5, global_backbone="tiny_cnn", local_backbone="tiny_cnn", num_frames=4, input_size=64))
+    )
+    ref = infer(plus, frames)
+    quantize_glance(plus, frames)
+    assert isinstance(plus.global_cnn, torch.fx.GraphModule)
+    assert _rel(infer(plus, frames), ref) < 0.1
+
+
+def test_quantize_glance_errors():
+    plus = TSMPlus(5, global_backbone=None, local_backbone="tiny_cnn", num_frames=4, input_size=64)
+    with pytest.raises(ValueError, match="no global_cnn"):
+        quantize_glance(plus, torch.randn(1, 4, 3, 64, 64))
+    model = tiny_model().eval()
+    with pytest.raises(ValueError, match="no batch"):
+        quantize_glance(model, [])
+    with pytest.raises(ValueError, match=r"\(B, T, 3, H, W\)"):
+        quantize_glance(model, torch.randn(4, 3, 64, 64))
+    with pytest.raises(ValueError, match="engine"):
+        quantize_backbone(model.global_cnn, [torch.randn(2, 3, 64, 64)], engine="tflite")
+
+
+def test_count_flops_refuses_int8_parts():
+    from adafocus.flops import count_flops
+
+    model = tiny_model().eval()
+    quantize_glance(model, torch.randn(1, 4, 3, 64, 64))
+    with pytest.raises(ValueError, match="global_cnn.*int8"):
+        count_flops(model, 4)
+
+
+def test_benchmark_cli_int8(capsys):
+    import json
+
+    from adafocus.cli import main
+
+    args = ["benchmark", "--models", "tiny_adafocus,tiny_adafocus_tsm", "--repeats", "1", "--warmup", "0",
+            "--batch-size", "2", "--threads", "1", "--json"]  # fmt: skip
+    assert main([*args, "--quantize-glance"]) == 0
+    rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["tiny_adafocus"]["setting"]["quantize_glance"] and rows["tiny_full"]["setting"]["quantize_glance"]
+    assert not rows["tiny_adafocus"]["setting"]["quantize_local"]
+    assert rows["tiny_adafocus"]["parts_ms"]["f_G"] > 0 and rows["tiny_adafocus"]["realised_bs1"] > 0
+    assert main([*args, "--quantize-local", "--no-breakdown"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["model"] for r in rows} == {"tiny_adafocus", "tiny_full", "tiny_adafocus_tsm", "tiny_tsm_plus"}
+    assert all(r["setting"]["quantize_local"] and r["ms_per_video"] > 0 for r in rows)
