@@ -96,6 +96,8 @@ def test_benchmark_cli_tiny(capsys):
         assert all(math.isfinite(r[k]) and r[k] > 0 for k in ("gflops", "ms_per_video", "videos_per_s"))
         if r["baseline"]:
             assert set(r["parts_ms"]) == {"f_G", "policy", "crop", "f_L", "classifier"}
+            inner = r["in_forward_ms"]
+            assert inner["f_G"] > 0 and inner["f_L"] > 0 and inner["f_G"] + inner["f_L"] <= inner["forward"]
             assert all(math.isfinite(r[k]) for k in ("flops_ratio", "speedup_bs1", "realised_batch", "overhead"))
     assert main([*args[:2], "tiny_adafocus", *args[3:], "--ablate", "--no-breakdown"]) == 0
     text = capsys.readouterr().out
