@@ -10,7 +10,7 @@ from conftest import tiny_model
 from torch import nn
 
 from adafocus.cli import main
-from adafocus.inference import FrameChunks, fold_batchnorm, infer, prepare_for_inference
+from adafocus.inference import fold_batchnorm, infer, prepare_for_inference
 
 
 def _random_bn(model: nn.Module) -> nn.Module:
@@ -33,33 +33,13 @@ def test_prepare_for_inference_keeps_outputs(kind):
 
         model, frames = _random_bn(tiny_tsm(global_frames=2, local_frames=4)), torch.randn(2, 4, 3, 64, 64)
     ref = infer(model, frames)
-    fast = prepare_for_inference(copy.deepcopy(model), channels_last=True, fold_bn=True, glance_chunk=2)
+    fast = prepare_for_inference(copy.deepcopy(model), channels_last=True, fold_bn=True)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
-    assert isinstance(fast.global_cnn, FrameChunks) and fast.global_cnn.chunk == 2  # 8 frames in 4 calls
     out = infer(fast, frames)
     assert out.logits.is_inference()  # ran under torch.inference_mode
     assert torch.equal(out.offsets, ref.offsets)
     torch.testing.assert_close(out.logits, ref.logits, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(out.local_features, ref.local_features, rtol=1e-4, atol=1e-4)
-
-
-def test_frame_chunks_calls_and_clip_rounding():
-    from adafocus.backbones import create_backbone
-    from adafocus.tsm import set_num_frames
-
-    net = create_backbone("tiny_cnn").eval()
-    calls = []
-    net.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
-    x = torch.randn(10, 3, 32, 32)
-    with torch.no_grad():
-        out = FrameChunks(net, 4)(x)
-        assert calls == [4, 4, 2]
-        torch.testing.assert_close(out, net(x))
-    tsm = create_backbone("tsm_tiny_mobilenet")
-    set_num_frames(tsm, 3)
-    assert FrameChunks(tsm, 4).chunk == 6  # whole clips only: the shift mixes a clip's frames
-    with pytest.raises(ValueError, match="chunk"):
-        FrameChunks(net, 0)
 
 
 def test_fold_batchnorm_needs_eval_and_counts_pairs():
@@ -88,7 +68,7 @@ def test_skip_path_runs_f_l_on_exactly_the_kept_frames():
 
 def test_benchmark_cli_tiny(capsys):
     args = ["benchmark", "--models", "tiny_adafocus,tiny_adafocus_tsm", "--repeats", "1", "--warmup", "0",
-            "--batch-size", "2", "--threads", "1"]  # fmt: skip
+            "--batch-size", "2", "--threads", "1", "--no-keep-freed-memory"]  # fmt: skip
     assert main([*args, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["model"] for r in rows} == {"tiny_adafocus", "tiny_full", "tiny_adafocus_tsm", "tiny_tsm_plus"}

@@ -36,7 +36,7 @@ def test_relu6_is_kept_through_int8():
 
 def test_quantize_glance_adafocus_close_and_f_l_untouched():
     torch.manual_seed(0)
-    model = prepare_for_inference(_random_bn(tiny_model()), glance_chunk=2)  # chunks unwrapped for int8
+    model = prepare_for_inference(_random_bn(tiny_model()))
     frames = torch.randn(2, 4, 3, 64, 64)
     ref = infer(model, frames)
     local = model.local_cnn
@@ -95,19 +95,29 @@ def test_count_flops_refuses_int8_parts():
         count_flops(model, 4)
 
 
-def test_benchmark_cli_int8(capsys):
+def test_benchmark_cli_int8(capsys, tmp_path):
     import json
 
     from adafocus.cli import main
 
     args = ["benchmark", "--models", "tiny_adafocus,tiny_adafocus_tsm", "--repeats", "1", "--warmup", "0",
-            "--batch-size", "2", "--threads", "1", "--json"]  # fmt: skip
+            "--batch-size", "2", "--threads", "1", "--no-keep-freed-memory", "--json"]  # fmt: skip
     assert main([*args, "--quantize-glance"]) == 0
     rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["tiny_adafocus"]["setting"]["quantize_glance"] and rows["tiny_full"]["setting"]["quantize_glance"]
     assert not rows["tiny_adafocus"]["setting"]["quantize_local"]
     assert rows["tiny_adafocus"]["parts_ms"]["f_G"] > 0 and rows["tiny_adafocus"]["realised_bs1"] > 0
-    assert main([*args, "--quantize-local", "--no-breakdown"]) == 0
+    assert main([*args, "--quantize-local", "--no-breakdown", "--plot", str(tmp_path / "realised.png")]) == 0
     rows = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "realised.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {r["model"] for r in rows} == {"tiny_adafocus", "tiny_full", "tiny_adafocus_tsm", "tiny_tsm_plus"}
     assert all(r["setting"]["quantize_local"] and r["ms_per_video"] > 0 for r in rows)
+
+
+def test_keep_freed_memory_in_a_fresh_process():
+    import subprocess
+    import sys
+
+    code = "from adafocus.inference import keep_freed_memory; print(keep_freed_memory())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ("True" if sys.platform == "linux" else "False")

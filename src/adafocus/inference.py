@@ -7,9 +7,11 @@ the execution of the two CNNs, which this module tunes:
 * BatchNorm folding: an eval-mode BN after a convolution is an affine map, merged into the
   convolution's weights and bias, so a whole memory pass per BN disappears (MobileNet-V2 has 52).
 * channels_last: oneDNN's convolutions (depthwise ones above all) are fastest in NHWC.
-* glance chunks (``glance_chunk``, CPU): f_G over the B*T frames a few frames at a time. MobileNet-V2's
-  1x1 / depthwise layers are memory-bound; on 16 frames of 224 px each layer's activations (tens of
-  MB) stream through DRAM, on 4 frames they stay in cache: 100 -> 81 ms for 16 frames, 2 threads.
+* ``keep_freed_memory()`` (Linux/glibc, once per process): glibc hands every block above its mmap
+  threshold (<= 32 MB) back to the OS on free, so a CNN with big activations page-faults on all of
+  them at every call: ResNet-50 on 16 frames of 224 px took ~78k faults and ~90 ms (17%) more per
+  call on the project's CPU, MobileNet-V2 ~30 ms (30%). jemalloc / tcmalloc or
+  ``MALLOC_MMAP_MAX_=0`` in the environment do the same job.
 * int8 f_G: :func:`adafocus.quantize.quantize_glance` (needs calibration frames, so not done here).
 * optional ``torch.compile`` of each backbone, with inductor's freezing (weights pre-packed,
   conv + activation fused).
@@ -76,26 +78,25 @@ def fold_batchnorm(module: nn.Module) -> int:
     return n
 
 
-class FrameChunks(nn.Module):
-    """Runs a per-image CNN ``net`` over its batch ``chunk`` images at a time (see module doc).
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory in its heap rather than unmapping it (see module doc).
 
-    For a TSM backbone the chunk is rounded up to whole clips (its shift mixes the frames of a clip).
+    Affects the whole process from now on (its memory then stays at its peak). Returns True if it
+    took effect (Linux with glibc), False elsewhere.
     """
+    import ctypes
+    import ctypes.util
+    import sys
 
-    def __init__(self, net: nn.Module, chunk: int) -> None:
-        super().__init__()
-        if chunk < 1:
-            raise ValueError(f"chunk must be >= 1, got {chunk}")
-        from .tsm import TemporalShift
-
-        clip = max((m.num_frames for m in net.modules() if isinstance(m, TemporalShift)), default=1)
-        self.net, self.chunk = net, -(-chunk // clip) * clip
-        self.num_features = getattr(net, "num_features", None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] <= self.chunk:
-            return self.net(x)
-        return torch.cat([self.net(part) for part in x.split(self.chunk)])
+    name = ctypes.util.find_library("c")
+    if not sys.platform.startswith("linux") or not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_max = -1, -4
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 def prepare_for_inference(
@@ -103,7 +104,6 @@ def prepare_for_inference(
     *,
     channels_last: bool = True,
     fold_bn: bool = True,
-    glance_chunk: int | None = None,
     compile: bool = False,
     dtype: torch.dtype | None = None,
     quantize_heads: bool = False,
@@ -112,9 +112,8 @@ def prepare_for_inference(
     """Tune ``model`` (AdaFocus, AdaFocusTSM, TSMPlus or any module) for offline inference, in place.
 
     Puts it in eval mode, folds BN into convolutions, switches to channels_last and casts to
-    ``dtype``; ``glance_chunk`` runs f_G (``global_cnn``) that many frames at a time (4 is best on the
-    CPUs measured; leave ``None`` on GPUs); ``quantize_heads`` gives pi / pi' / f_C int8 dynamically
-    quantized GRU and linear layers (CPU, float32 only); with ``compile=True`` each backbone (``global_cnn`` /
+    ``dtype``; ``quantize_heads`` gives pi / pi' / f_C int8 dynamically quantized GRU and linear
+    layers (CPU, float32 only); with ``compile=True`` each backbone (``global_cnn`` /
     ``local_cnn``, else the whole model) is replaced by its ``torch.compile``'d version (the
     AdaFocus forward itself has data-dependent parts — the crop offsets, AdaFocus+'s kept frames —
     and stays eager). The model is no longer trainable afterwards (BN statistics are gone).
@@ -141,8 +140,6 @@ def prepare_for_inference(
             compiled = torch.compile(net, **kw)
             compiled.num_features = net.num_features  # the models read it off the backbone
             setattr(model, p, compiled)
-    if glance_chunk and isinstance(getattr(model, "global_cnn", None), nn.Module):
-        model.global_cnn = FrameChunks(model.global_cnn, glance_chunk)
     return model
 
 

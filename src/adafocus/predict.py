@@ -366,14 +366,16 @@ def _read_names(path: str) -> list[str]:
 def _speed_up(model: AdaFocus, items: list[_Item], args: argparse.Namespace) -> str | None:
     """``--fast`` / ``--int8-glance``: tune ``model`` in place; an error message, or None."""
     from .data.errors import DataError
-    from .inference import prepare_for_inference
+    from .inference import keep_freed_memory, prepare_for_inference
     from .quantize import quantize_glance
 
     if args.int8_glance is not None and args.int8_glance < 1:
         return f"--int8-glance needs a number of calibration videos >= 1, got {args.int8_glance}"
     if args.int8_glance and args.device != "cpu":
         return f"--int8-glance runs on the CPU only (got --device {args.device})"
-    prepare_for_inference(model, glance_chunk=4 if args.device == "cpu" else None)
+    prepare_for_inference(model)
+    if args.device == "cpu":
+        keep_freed_memory()
     if not args.int8_glance:
         return None
     t = int(args.num_frames or default_num_frames(model))
@@ -524,7 +526,7 @@ def add_predict_parser(sub: Any) -> None:
     p.add_argument(
         "--fast",
         action="store_true",
-        help="fold BN into convolutions, channels_last, f_G in frame chunks on CPU (same results up to rounding)",
+        help="fold BN into convolutions, channels_last, keep freed memory (CPU); same results up to rounding",
     )
     p.add_argument(
         "--int8-glance",

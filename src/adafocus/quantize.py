@@ -28,8 +28,6 @@ from torch import fx, nn
 from torch.ao.quantization import MinMaxObserver, get_default_qconfig_mapping
 from torch.ao.quantization.observer import ObserverBase
 
-from .inference import FrameChunks
-
 ENGINES = ("onednn", "x86", "fbgemm")
 
 
@@ -158,8 +156,6 @@ def quantize_glance(
     full-frame TSMPlus baselines (anything with a ``global_cnn``); CPU only. Returns ``model``.
     """
     net = getattr(model, "global_cnn", None)
-    if isinstance(net, FrameChunks):  # int8 activations are small: one call on all frames is faster
-        net = net.net
     if not isinstance(net, nn.Module):
         raise ValueError(f"{type(model).__name__} has no global_cnn (f_G) to quantize")
     if any(p.device.type != "cpu" for p in net.parameters()):

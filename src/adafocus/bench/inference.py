@@ -29,7 +29,7 @@ from torch import nn
 
 from ..crop import crop_patches, pixel_offsets
 from ..flops import count_flops, count_macs
-from ..inference import infer, prepare_for_inference
+from ..inference import infer, keep_freed_memory, prepare_for_inference
 from ..model import AdaFocus
 from ..quantize import quantize_backbone, quantize_glance
 from ..tsm_model import AdaFocusTSM, TSMPlus
@@ -149,7 +149,6 @@ class Setting:
     channels_last: bool = True
     fold_bn: bool = True
     compile: bool = False
-    glance_chunk: int = 0  # f_G over this many frames at a time (0: all in one call)
     quantize_heads: bool = False  # int8 GRU / linear weights in pi and f_C
     quantize_glance: bool = False  # int8 f_G (adafocus.quantize), in the baselines too
     quantize_local: bool = False  # int8 f_L / the baselines' ResNet-50 too (everything int8 but pi / f_C)
@@ -157,7 +156,6 @@ class Setting:
     @property
     def label(self) -> str:
         s = ("cl" if self.channels_last else "nchw") + ("+bn" if self.fold_bn else "") + ("+cc" if self.compile else "")
-        s += f"+ch{self.glance_chunk}" if self.glance_chunk and not self.quantize_glance else ""
         s += ("+q8" if self.quantize_heads else "") + ("+g8" if self.quantize_glance else "")
         return s + ("+l8" if self.quantize_local else "")
 
@@ -186,7 +184,6 @@ def build(name: str, args: argparse.Namespace, setting: Setting) -> tuple:
         compile=setting.compile,
         dtype=args.dtype,
         quantize_heads=setting.quantize_heads,
-        glance_chunk=setting.glance_chunk or None,
     )
     if setting.quantize_glance:
         quantize_glance(model, torch.randn(2, spec.frames, 3, spec.input_size, spec.input_size))
@@ -329,6 +326,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.allocator = "system"
+    if args.keep_freed_memory and keep_freed_memory():
+        args.allocator = "glibc, freed memory kept"
     names = args.models.split(",") if args.models else list(DEFAULT_MODELS)
     unknown = [n for n in names if n not in MODELS]
     if unknown:
@@ -339,23 +339,19 @@ def run(args: argparse.Namespace) -> int:
         if b and b not in names:
             names.append(b)
     args.dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    if args.glance_chunk is None:  # cache-sized chunks help memory-bound f_G on CPUs, not on GPUs
-        args.glance_chunk = 4 if args.device == "cpu" else 0
-    chunk, q8 = args.glance_chunk, args.quantize_heads
+    q8 = args.quantize_heads
     q_glance = args.quantize_glance or args.quantize_local
-    settings = [Setting(args.channels_last, args.fold_bn, args.compile, chunk, q8, q_glance, args.quantize_local)]
+    settings = [Setting(args.channels_last, args.fold_bn, args.compile, q8, q_glance, args.quantize_local)]
     if args.ablate:  # each optimisation added in turn
         settings = [Setting(False, False), Setting(True, False), Setting(True, True)]
-        if chunk:
-            settings.append(Setting(glance_chunk=chunk))
         if q8:
-            settings.append(Setting(glance_chunk=chunk, quantize_heads=True))
+            settings.append(Setting(quantize_heads=True))
         if q_glance:
             settings.append(Setting(quantize_heads=q8, quantize_glance=True))
         if args.quantize_local:
             settings.append(Setting(quantize_heads=q8, quantize_glance=True, quantize_local=True))
         if args.compile:
-            settings.append(Setting(compile=True, glance_chunk=chunk, quantize_heads=q8))
+            settings.append(Setting(compile=True, quantize_heads=q8))
     verbose = not args.json
 
     def progress(msg: str) -> None:
@@ -372,12 +368,23 @@ def run(args: argparse.Namespace) -> int:
         rows += [dict(row, session=session) for row, _ in jobs]
         del jobs
     add_ratios(rows)
+    if args.plot:
+        from .plot import realised_chart
+
+        chart = realised_chart(
+            rows,
+            args.plot,
+            f"realised share of the FLOPs saving, {args.device}, "
+            f"{torch.get_num_threads()} threads (solid: batch 1, hatched: batch {args.batch_size})",
+        )
+        progress(f"wrote {chart}")
     if args.json:
         print(json.dumps([dict(r, setting=r["setting"].__dict__) for r in rows], indent=2))
         return 0
     print(f"device={args.device} threads={torch.get_num_threads()} dtype={args.dtype or torch.float32} "
           f"warmup={args.warmup} repeats={args.repeats} (medians, interleaved rounds); "
-          f"glance_size={args.glance_size or 'input'}; settings apply to baselines too")  # fmt: skip
+          f"glance_size={args.glance_size or 'input'}; allocator: {args.allocator}; "
+          "settings apply to baselines too")  # fmt: skip
     print_tables(rows, args.batch_size)
     return 0
 
@@ -393,12 +400,6 @@ def add_benchmark_parser(sub: Any) -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument(
-        "--glance-chunk",
-        type=int,
-        default=None,
-        help="run f_G this many frames at a time (default: 4 on CPU, 0 = all at once on GPU)",
-    )
     p.add_argument("--compile", action="store_true", help="torch.compile each backbone (slow to compile)")
     p.add_argument("--quantize-heads", action="store_true", help="int8 GRU/linear weights in pi and f_C (CPU)")
     p.add_argument(
@@ -415,7 +416,14 @@ def add_benchmark_parser(sub: Any) -> None:
     p.add_argument("--glance-size", type=int, default=None, help="resize frames for f_G (changes its FLOPs)")
     p.add_argument("--ablate", action="store_true", help="rows without/with channels_last, BN folding (, compile)")
     p.add_argument("--no-breakdown", action="store_true", help="skip the per-part timing of AdaFocus")
+    p.add_argument(
+        "--keep-freed-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="glibc keeps freed memory instead of page-faulting big activations on every call (default on)",
+    )
     p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="PNG", help="bar chart of the realised speed-up per model and setting")
     p.set_defaults(func=run)
 
 

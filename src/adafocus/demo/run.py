@@ -310,8 +310,18 @@ def _run(
         for p in ("learned", "random", "centre", "gaussian")
     ]
     # int8 f_G (adafocus.quantize), activation ranges calibrated on 50 training videos
-    calib = VideoDataModule(test_list=ds["train"], root=ds["root"], num_classes=ds["num_classes"], num_frames=FRAMES,
-                            input_size=SIZE, scale_size=SIZE, scales=[1.0], flip=False, batch_size=50, num_workers=0)
+    calib = VideoDataModule(
+        test_list=ds["train"],
+        root=ds["root"],
+        num_classes=ds["num_classes"],
+        num_frames=FRAMES,
+        input_size=SIZE,
+        scale_size=SIZE,
+        scales=[1.0],
+        flip=False,
+        batch_size=50,
+        num_workers=0,
+    )
     calib.setup("test")
     int8 = quantize_glance(load_model(ckpts["stage3"]), [next(iter(calib.test_dataloader()))["frames"]])
     rows.append(evaluate_adafocus(int8, loader, "learned", method=f"int8-f_G AdaFocus P={PATCH}", seed=seed,
