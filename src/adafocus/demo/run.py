@@ -290,40 +290,33 @@ def _run(
     clock.done["stage3_plus"] = clock.times["stage3_plus"]
 
     clock.begin("evaluate", f"held-out evaluation on {plan.num_test} test videos")
-    dm = VideoDataModule(
-        test_list=ds["test"],
-        root=ds["root"],
-        num_classes=ds["num_classes"],
-        num_frames=FRAMES,
-        input_size=SIZE,
-        scale_size=SIZE,
-        scales=[1.0],
-        flip=False,
-        batch_size=50,
-        num_workers=0,
-    )
-    dm.setup("test")
-    loader = list(dm.test_dataloader())  # decoded once (~120 MB), then scored by every policy and model
+
+    def eval_loader(list_file: str):
+        """Evaluation-style clips (centre crop, no flip) of ``list_file``, 50 per batch."""
+        dm = VideoDataModule(
+            test_list=list_file,
+            root=ds["root"],
+            num_classes=ds["num_classes"],
+            num_frames=FRAMES,
+            input_size=SIZE,
+            scale_size=SIZE,
+            scales=[1.0],
+            flip=False,
+            batch_size=50,
+            num_workers=0,
+        )
+        dm.setup("test")
+        return dm.test_dataloader()
+
+    loader = list(eval_loader(ds["test"]))  # decoded once (~120 MB), then scored by every policy and model
     model = load_model(ckpts["stage3"])
     rows = [
         evaluate_adafocus(model, loader, p, method=f"AdaFocus P={PATCH}", seed=seed, progress=progress)
         for p in ("learned", "random", "centre", "gaussian")
     ]
     # int8 f_G (adafocus.quantize), activation ranges calibrated on 50 training videos
-    calib = VideoDataModule(
-        test_list=ds["train"],
-        root=ds["root"],
-        num_classes=ds["num_classes"],
-        num_frames=FRAMES,
-        input_size=SIZE,
-        scale_size=SIZE,
-        scales=[1.0],
-        flip=False,
-        batch_size=50,
-        num_workers=0,
-    )
-    calib.setup("test")
-    int8 = quantize_glance(load_model(ckpts["stage3"]), [next(iter(calib.test_dataloader()))["frames"]])
+    calib = next(iter(eval_loader(ds["train"])))["frames"]
+    int8 = quantize_glance(load_model(ckpts["stage3"]), [calib])
     rows.append(evaluate_adafocus(int8, loader, "learned", method=f"int8-f_G AdaFocus P={PATCH}", seed=seed,
                                   progress=progress, flops_model=model))  # fmt: skip
     for r in plan.keep_ratios:
