@@ -533,7 +533,7 @@ def add_predict_parser(sub: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="int8 f_G calibrated on the first N inputs (implies --fast; CPU; ~4x faster f_G, results may "
+        help="int8 f_G calibrated on the first N inputs (implies --fast; CPU; ~3x faster f_G, results may "
         "move slightly)",
     )
     p.add_argument(

@@ -2,10 +2,10 @@
 
 f_G runs on every full frame and is built from small-channel 1x1 and depthwise convolutions
 (MobileNet-V2) that are memory-bound in fp32: on the 2-core Xeon (AMX) this project benchmarks
-on, MobileNet-V2 reaches ~45-60 GMAC/s against ResNet-50's ~120, so the glance, 7% of the FLOPs,
-takes a third of AdaFocus' time at P=96. In int8 (oneDNN, VNNI/AMX) the same network runs ~4x
-faster. Only f_G is quantized here; f_L, pi and f_C keep their precision (``quantize_recurrent_heads``
-in :mod:`adafocus.inference` covers pi / f_C).
+on, MobileNet-V2 reaches ~63 GMAC/s against ResNet-50's ~150, so the glance, 7% of the FLOPs,
+takes 40% of AdaFocus' time at P=96. In int8 (oneDNN, VNNI/AMX) the same network runs ~3x
+faster (16 frames of 224 px: ~70 -> ~23 ms). Only f_G is quantized here; f_L, pi and f_C keep
+their precision (``quantize_recurrent_heads`` in :mod:`adafocus.inference` covers pi / f_C).
 
 The conversion uses PyTorch's FX graph-mode quantization: conv + BN + activation are fused,
 activation ranges come from calibration frames (a few dozen real frames are enough), weights are
@@ -120,7 +120,7 @@ def quantize_backbone(net: nn.Module, calibration: Iterable[torch.Tensor], *, en
         prepared = prepare_fx(gm, get_default_qconfig_mapping(engine), (first.float(),))
         capped = _cap_observers(prepared, relu6)
         if capped != n_relu6:  # a ReLU6 left unfused would run as a plain ReLU: wrong, not just slow
-            raise RuntimeError(f"int8 f_G: {n_relu6} ReLU6 layers but {capped} fused conv+ReLU outputs were capped")
+            raise RuntimeError(f"int8: {n_relu6} ReLU6 layers but {capped} fused conv+ReLU outputs were capped")
         with torch.no_grad():
             for x in (first, *batches):
                 prepared(x.float().contiguous())
