@@ -190,7 +190,7 @@ def build(name: str, args: argparse.Namespace, setting: Setting) -> tuple:
     if setting.quantize_local:  # one clip's worth of inputs: TSM backbones shift over whole clips
         size = getattr(model, "patch_size", spec.input_size)
         model.local_cnn = quantize_backbone(model.local_cnn, [torch.randn(spec.frames, 3, size, size)])
-    return row, model  # fmt: skip
+    return row, model
 
 
 def measure(jobs: list[tuple[dict, nn.Module]], args: argparse.Namespace, progress: Callable[[str], None]) -> None:
