@@ -373,7 +373,11 @@ def _speed_up(model: AdaFocus, items: list[_Item], args: argparse.Namespace) -> 
         return f"--int8-glance needs a number of calibration videos >= 1, got {args.int8_glance}"
     if args.int8_glance and args.device != "cpu":
         return f"--int8-glance runs on the CPU only (got --device {args.device})"
-    prepare_for_inference(model)
+    from .onednn import available, is_resnet
+
+    # on the CPU the ResNet trunks (f_L) also go into oneDNN's blocked layout (adafocus.onednn)
+    cpu_resnet = args.device == "cpu" and available() and is_resnet(model.local_cnn)
+    prepare_for_inference(model, blocked_layout=cpu_resnet)
     if args.device == "cpu":
         keep_freed_memory()
     if not args.int8_glance:
@@ -526,7 +530,8 @@ def add_predict_parser(sub: Any) -> None:
     p.add_argument(
         "--fast",
         action="store_true",
-        help="fold BN into convolutions, channels_last, keep freed memory (CPU); same results up to rounding",
+        help="fold BN into convolutions, channels_last; on the CPU also keep freed memory and run ResNets in "
+        "oneDNN's blocked layout; same results up to rounding",
     )
     p.add_argument(
         "--int8-glance",

@@ -29,8 +29,9 @@ from torch import nn
 
 from ..crop import crop_patches, pixel_offsets
 from ..flops import count_flops, count_macs
-from ..inference import infer, keep_freed_memory, prepare_for_inference
+from ..inference import BACKBONES, infer, keep_freed_memory, prepare_for_inference
 from ..model import AdaFocus
+from ..onednn import is_resnet
 from ..quantize import quantize_backbone, quantize_glance
 from ..tsm_model import AdaFocusTSM, TSMPlus
 
@@ -152,12 +153,17 @@ class Setting:
     quantize_heads: bool = False  # int8 GRU / linear weights in pi and f_C
     quantize_glance: bool = False  # int8 f_G (adafocus.quantize), in the baselines too
     quantize_local: bool = False  # int8 f_L / the baselines' ResNet-50 too (everything int8 but pi / f_C)
+    blocked_layout: bool = False  # oneDNN blocked layout for every float ResNet (adafocus.onednn)
 
     @property
     def label(self) -> str:
         s = ("cl" if self.channels_last else "nchw") + ("+bn" if self.fold_bn else "") + ("+cc" if self.compile else "")
         s += ("+q8" if self.quantize_heads else "") + ("+g8" if self.quantize_glance else "")
-        return s + ("+l8" if self.quantize_local else "")
+        return s + ("+l8" if self.quantize_local else "") + ("+blk" if self.blocked_layout else "")
+
+
+def _has_resnet(model: nn.Module) -> bool:
+    return any(is_resnet(net) for net in (getattr(model, p, None) for p in BACKBONES) if net is not None)
 
 
 def build(name: str, args: argparse.Namespace, setting: Setting) -> tuple:
@@ -175,6 +181,7 @@ def build(name: str, args: argparse.Namespace, setting: Setting) -> tuple:
         setting,
         quantize_heads=setting.quantize_heads and bool(spec.baseline),
         quantize_glance=setting.quantize_glance and has_glance,
+        blocked_layout=setting.blocked_layout and not setting.quantize_local and _has_resnet(model),
     )
     row: dict[str, Any] = dict(model=name, gflops=gflops(name, model), baseline=spec.baseline, setting=setting)
     model = prepare_for_inference(
@@ -184,6 +191,7 @@ def build(name: str, args: argparse.Namespace, setting: Setting) -> tuple:
         compile=setting.compile,
         dtype=args.dtype,
         quantize_heads=setting.quantize_heads,
+        blocked_layout=setting.blocked_layout,
     )
     if setting.quantize_glance:
         quantize_glance(model, torch.randn(2, spec.frames, 3, spec.input_size, spec.input_size))
@@ -341,13 +349,19 @@ def run(args: argparse.Namespace) -> int:
     args.dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     q8 = args.quantize_heads
     q_glance = args.quantize_glance or args.quantize_local
-    settings = [Setting(args.channels_last, args.fold_bn, args.compile, q8, q_glance, args.quantize_local)]
+    blk = args.blocked_layout
+    if blk and (args.compile or args.dtype is not None or not args.fold_bn or args.device != "cpu"):
+        print("--blocked-layout needs the CPU, float32, --fold-bn and no --compile", file=sys.stderr)
+        return 2
+    settings = [Setting(args.channels_last, args.fold_bn, args.compile, q8, q_glance, args.quantize_local, blk)]
     if args.ablate:  # each optimisation added in turn
         settings = [Setting(False, False), Setting(True, False), Setting(True, True)]
         if q8:
             settings.append(Setting(quantize_heads=True))
+        if blk:
+            settings.append(Setting(quantize_heads=q8, blocked_layout=True))
         if q_glance:
-            settings.append(Setting(quantize_heads=q8, quantize_glance=True))
+            settings.append(Setting(quantize_heads=q8, quantize_glance=True, blocked_layout=blk))
         if args.quantize_local:
             settings.append(Setting(quantize_heads=q8, quantize_glance=True, quantize_local=True))
         if args.compile:
@@ -411,6 +425,11 @@ def add_benchmark_parser(sub: Any) -> None:
         "--quantize-local",
         action="store_true",
         help="int8 f_L and the baselines' ResNet-50 as well (implies --quantize-glance; CPU)",
+    )
+    p.add_argument(
+        "--blocked-layout",
+        action="store_true",
+        help="ResNets (f_L, the baselines' ResNet-50) in oneDNN's blocked layout (CPU, float32)",
     )
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     p.add_argument("--glance-size", type=int, default=None, help="resize frames for f_G (changes its FLOPs)")

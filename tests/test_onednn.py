@@ -1,0 +1,100 @@
+"""oneDNN blocked layout: same outputs as the dense trunk, where the region starts, clear errors."""
+
+import copy
+import json
+
+import pytest
+import torch
+from conftest import tiny_model
+from test_inference import _random_bn
+from torch import nn
+
+from adafocus import onednn
+from adafocus.backbones import create_backbone
+from adafocus.cli import main
+from adafocus.inference import fold_batchnorm, infer, prepare_for_inference
+from adafocus.tsm import TemporalShift, set_num_frames
+
+pytestmark = pytest.mark.skipif(not onednn.available(), reason="torch built without oneDNN")
+
+
+def _folded(name: str) -> nn.Module:
+    net = _random_bn(create_backbone(name))
+    fold_batchnorm(net)
+    return net.to(memory_format=torch.channels_last)
+
+
+def test_resnet_trunk_blocked_end_to_end_same_output():
+    torch.manual_seed(0)
+    net = _folded("resnet18")
+    x = torch.randn(4, 3, 64, 64)
+    with torch.inference_mode():
+        ref = net(x)
+    blocked = copy.deepcopy(net)
+    assert onednn.use_blocked_layout(blocked) == 20  # every conv of ResNet-18, downsamples included
+    assert not any(type(m) is nn.Conv2d for m in blocked.modules())
+    assert isinstance(blocked.model.conv1, onednn.EnterBlocked) and isinstance(blocked.model.layer4, onednn.LeaveBlocked)
+    with torch.inference_mode():
+        out = blocked(x)
+    assert not out.is_mkldnn and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_tsm_trunk_blocked_in_layer4_only():
+    torch.manual_seed(0)
+    net = _folded("tsm_tiny_resnet")
+    set_num_frames(net, 4)
+    x = torch.randn(8, 3, 64, 64)  # two clips of 4 frames
+    with torch.inference_mode():
+        ref = net(x)
+    blocked = copy.deepcopy(net)
+    assert onednn.use_blocked_layout(blocked) == 3  # layer4's BasicBlock: conv1, conv2, downsample
+    layer4 = blocked.model.layer4
+    assert isinstance(layer4, onednn.LeaveBlocked) and isinstance(layer4.net, onednn.EnterBlocked)
+    assert isinstance(layer4.net.net[0].conv1, onednn.BlockedTemporalShift)
+    assert isinstance(blocked.model.layer3[0].conv1, TemporalShift)  # the rest stays dense
+    with torch.inference_mode():
+        out = blocked(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_prepare_for_inference_blocked_adafocus_keeps_outputs():
+    torch.manual_seed(0)
+    model = _random_bn(tiny_model(local_backbone="resnet18"))
+    frames = torch.randn(2, 4, 3, 64, 64)
+    ref = infer(prepare_for_inference(copy.deepcopy(model)), frames)
+    fast = prepare_for_inference(copy.deepcopy(model), blocked_layout=True)
+    assert isinstance(fast.local_cnn.model.conv1, onednn.EnterBlocked)
+    assert fast.global_cnn is not None and not any(
+        isinstance(m, onednn.BlockedConv2d) for m in fast.global_cnn.modules()
+    )  # the tiny CNN is no ResNet: left alone
+    out = infer(fast, frames)
+    assert torch.equal(out.offsets, ref.offsets)
+    torch.testing.assert_close(out.local_features, ref.local_features, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out.logits, ref.logits, rtol=1e-4, atol=1e-4)
+
+
+def test_blocked_layout_errors():
+    with pytest.raises(ValueError, match="not a torchvision ResNet"):
+        onednn.use_blocked_layout(_folded("mobilenet_v2"))
+    with pytest.raises(ValueError, match="fold the BatchNorms"):
+        onednn.use_blocked_layout(create_backbone("resnet18").eval())
+    with pytest.raises(ValueError, match="inference only"):
+        onednn.use_blocked_layout(_folded("resnet18").train())
+    with pytest.raises(ValueError, match="float32 CPU"):
+        onednn.use_blocked_layout(_folded("resnet18").double())
+    with pytest.raises(ValueError, match="no ResNet backbone"):
+        prepare_for_inference(tiny_model(), blocked_layout=True)
+    with pytest.raises(ValueError, match="fold_bn=True"):
+        prepare_for_inference(tiny_model(local_backbone="resnet18"), blocked_layout=True, fold_bn=False)
+
+
+def test_benchmark_cli_blocked_layout(capsys):
+    args = ["benchmark", "--models", "tiny_adafocus_tsm", "--repeats", "1", "--warmup", "0", "--batch-size", "2",
+            "--threads", "1", "--no-keep-freed-memory", "--blocked-layout", "--no-breakdown"]  # fmt: skip
+    assert main([*args, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["model"] for r in rows} == {"tiny_adafocus_tsm", "tiny_tsm_plus"}
+    assert all(r["setting"]["blocked_layout"] for r in rows)
+    assert main([*args, "--compile"]) == 2
+    assert "--blocked-layout needs" in capsys.readouterr().err
