@@ -33,7 +33,8 @@ def test_resnet_trunk_blocked_end_to_end_same_output():
     blocked = copy.deepcopy(net)
     assert onednn.use_blocked_layout(blocked) == 20  # every conv of ResNet-18, downsamples included
     assert not any(type(m) is nn.Conv2d for m in blocked.modules())
-    assert isinstance(blocked.model.conv1, onednn.EnterBlocked) and isinstance(blocked.model.layer4, onednn.LeaveBlocked)
+    assert isinstance(blocked.model.conv1, onednn.EnterBlocked)
+    assert isinstance(blocked.model.layer4, onednn.LeaveBlocked)
     with torch.inference_mode():
         out = blocked(x)
     assert not out.is_mkldnn and out.is_contiguous(memory_format=torch.channels_last)
