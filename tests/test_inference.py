@@ -93,3 +93,22 @@ def test_quantize_heads_replaces_grus_and_stays_close():
     out = infer(fast, frames, policy="centre")
     torch.testing.assert_close(out.logits, ref.logits, rtol=0, atol=0.05)
     assert infer(fast, frames).logits.shape == ref.logits.shape  # the learned policy runs too
+
+
+def test_speedups_are_paired_per_round():
+    from adafocus.bench.inference import add_ratios
+
+    # a load spike in round 2 slowed the baseline, in round 3 only the model: paired ratios 2, 2, 3
+    # fmt: off
+    base = dict(model="b", baseline=None, session=0, gflops=8.0, ms_per_video=300.0, videos_per_s=1.0,
+                rounds_bs1=[100.0, 300.0, 300.0], rounds_batch=[1.0, 2.0, 1.0])
+    model = dict(model="a", baseline="b", session=0, gflops=2.0, ms_per_video=100.0, videos_per_s=3.0,
+                 rounds_bs1=[50.0, 150.0, 100.0], rounds_batch=[2.0, 4.0, 3.0])
+    # fmt: on
+    add_ratios([base, model])
+    assert model["speedup_bs1"] == 2.0  # not 300 / 100 from the medians
+    assert model["speedup_batch"] == 2.0  # per round 2, 2, 3
+    assert model["flops_ratio"] == 4.0 and model["realised_bs1"] == 0.5
+    del base["rounds_bs1"]
+    add_ratios([base, model])
+    assert model["speedup_bs1"] == 3.0  # no per-round times: ratio of the medians

@@ -206,7 +206,8 @@ def measure(jobs: list[tuple[dict, nn.Module]], args: argparse.Namespace, progre
 
     Round r times each model once, so a load change on a shared machine hits all of them alike and
     the speed-up ratios stay meaningful; each model's figure is the median over rounds (``*_min``:
-    the fastest round, the least disturbed one).
+    the fastest round, the least disturbed one). The per-round figures are kept (``rounds_bs1`` in
+    ms, ``rounds_batch`` in videos/s) for the paired speed-ups of :func:`add_ratios`.
     """
     device, dtype = torch.device(args.device), args.dtype or torch.float32
     for bs, key in ((1, "ms_per_video"), (args.batch_size, "videos_per_s")):
@@ -225,6 +226,7 @@ def measure(jobs: list[tuple[dict, nn.Module]], args: argparse.Namespace, progre
         for (row, _), ts in zip(jobs, times):
             med, best = statistics.median(ts), min(ts)
             row[key], row[key + "_min"] = (1000 * med, 1000 * best) if bs == 1 else (bs / med, bs / best)
+            row["rounds_bs1" if bs == 1 else "rounds_batch"] = [1000 * t if bs == 1 else bs / t for t in ts]
     if args.no_breakdown:
         return
     for row, model in jobs:
@@ -280,15 +282,27 @@ def split_forward(model: nn.Module, x: torch.Tensor, device: torch.device, warmu
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """Speed-ups over each row's baseline (timed in the same session/setting) next to the FLOPs ratio."""
+    """Speed-ups over each row's baseline (timed in the same session/setting) next to the FLOPs ratio.
+
+    A speed-up is the median over rounds of the per-round ratio (model and baseline timed seconds
+    apart in the same round), which cancels load drifts that a ratio of two medians keeps; rows
+    without per-round times fall back to the ratio of the medians.
+    """
+
+    def paired(base: dict, row: dict, key: str, fallback: float) -> float:
+        a, b = base.get(key), row.get(key)
+        if not a or not b or len(a) != len(b):
+            return fallback
+        return statistics.median(x / y for x, y in zip(a, b))
+
     by = {(r["model"], r["session"]): r for r in rows}
     for r in rows:
         base = by.get((r["baseline"], r["session"]))
         if base is None:
             continue
         r["flops_ratio"] = base["gflops"] / r["gflops"]
-        r["speedup_bs1"] = base["ms_per_video"] / r["ms_per_video"]
-        r["speedup_batch"] = r["videos_per_s"] / base["videos_per_s"]
+        r["speedup_bs1"] = paired(base, r, "rounds_bs1", base["ms_per_video"] / r["ms_per_video"])
+        r["speedup_batch"] = paired(r, base, "rounds_batch", r["videos_per_s"] / base["videos_per_s"])
         r["realised_bs1"] = r["speedup_bs1"] / r["flops_ratio"]
         r["realised_batch"] = r["speedup_batch"] / r["flops_ratio"]
 
@@ -396,7 +410,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([dict(r, setting=r["setting"].__dict__) for r in rows], indent=2))
         return 0
     print(f"device={args.device} threads={torch.get_num_threads()} dtype={args.dtype or torch.float32} "
-          f"warmup={args.warmup} repeats={args.repeats} (medians, interleaved rounds); "
+          f"warmup={args.warmup} repeats={args.repeats} (medians of interleaved rounds; speed-ups: median "
+          "of the per-round ratios); "
           f"glance_size={args.glance_size or 'input'}; allocator: {args.allocator}; "
           "settings apply to baselines too")  # fmt: skip
     print_tables(rows, args.batch_size)
