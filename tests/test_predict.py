@@ -191,3 +191,21 @@ def test_fast_and_int8_glance_flags(files, capsys):
     assert rc == 1 and "--int8-glance" in err
     rc, _, err = _run(capsys, str(files["dir"] / "bad.mp4"), "--checkpoint", files["model"], "--int8-glance", "1")
     assert rc == 1 and "calibration" in err
+
+
+def test_fast_runs_a_resnet_f_l_blocked_with_the_same_results(tmp_path, capsys):
+    from adafocus import onednn
+
+    if not onednn.available():
+        pytest.skip("torch built without oneDNN")
+    torch.manual_seed(0)  # AdaFocus+ with a ResNet-18 f_L: the skip path feeds f_L a subset of the frames
+    model = tiny_model(num_classes=4, skip_policy=True, local_backbone="resnet18")
+    path = tmp_path / "model.pt"
+    torch.save({"config": model.config, "state_dict": model.state_dict()}, path)
+    for i in range(2):
+        video = _video(tmp_path / f"v{i}.mp4", n=12, seed=i)
+        (r,) = json.loads(_run(capsys, video, "--checkpoint", str(path), "--json")[1])
+        (f,) = json.loads(_run(capsys, video, "--checkpoint", str(path), "--json", "--fast")[1])
+        assert f["boxes"] == r["boxes"] and f["keep"] == r["keep"]
+        assert [c["class"] for c in f["topk"]] == [c["class"] for c in r["topk"]]
+        assert [c["score"] for c in f["topk"]] == pytest.approx([c["score"] for c in r["topk"]], abs=1e-4)
