@@ -156,8 +156,7 @@ def _use_blocked_layout(model: nn.Module, *, fold_bn: bool, dtype: torch.dtype |
 
     if compile or not fold_bn or dtype not in (None, torch.float32):
         raise ValueError("blocked_layout needs fold_bn=True, float32 and compile=False")
-    parts = [getattr(model, p) for p in BACKBONES if isinstance(getattr(model, p, None), nn.Module)] or [model]
-    resnets = [p for p in parts if onednn.is_resnet(p)]
+    resnets = onednn.resnet_parts(model)
     if not resnets:
         raise ValueError(f"blocked_layout: {type(model).__name__} has no ResNet backbone to convert")
     for net in resnets:

@@ -108,14 +108,23 @@ def _convert(module: nn.Module) -> int:
 
 
 def _resnet(backbone: nn.Module) -> nn.Module | None:
+    from torchvision.models import ResNet
+
     model = getattr(backbone, "model", backbone)
-    names = ("conv1", "maxpool", "layer1", "layer2", "layer3", "layer4")
-    return model if all(hasattr(model, n) for n in names) else None
+    return model if isinstance(model, ResNet) else None
 
 
 def is_resnet(backbone: nn.Module) -> bool:
     """True if ``backbone`` (or its ``.model``) is a torchvision ResNet trunk."""
     return _resnet(backbone) is not None
+
+
+def resnet_parts(model: nn.Module) -> list[nn.Module]:
+    """The ResNet trunks among ``model``'s backbones (f_G / f_L), or ``[model]`` if it is one itself."""
+    from .inference import BACKBONES
+
+    parts = [net for net in (getattr(model, p, None) for p in BACKBONES) if isinstance(net, nn.Module)]
+    return [net for net in parts or [model] if is_resnet(net)]
 
 
 def use_blocked_layout(backbone: nn.Module) -> int:

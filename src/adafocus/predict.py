@@ -373,10 +373,10 @@ def _speed_up(model: AdaFocus, items: list[_Item], args: argparse.Namespace) -> 
         return f"--int8-glance needs a number of calibration videos >= 1, got {args.int8_glance}"
     if args.int8_glance and args.device != "cpu":
         return f"--int8-glance runs on the CPU only (got --device {args.device})"
-    from .onednn import available, is_resnet
+    from .onednn import available, resnet_parts
 
     # on the CPU the ResNet trunks (f_L) also go into oneDNN's blocked layout (adafocus.onednn)
-    cpu_resnet = args.device == "cpu" and available() and is_resnet(model.local_cnn)
+    cpu_resnet = args.device == "cpu" and available() and bool(resnet_parts(model))
     prepare_for_inference(model, blocked_layout=cpu_resnet)
     if args.device == "cpu":
         keep_freed_memory()

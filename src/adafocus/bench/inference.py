@@ -29,9 +29,9 @@ from torch import nn
 
 from ..crop import crop_patches, pixel_offsets
 from ..flops import count_flops, count_macs
-from ..inference import BACKBONES, infer, keep_freed_memory, prepare_for_inference
+from ..inference import infer, keep_freed_memory, prepare_for_inference
 from ..model import AdaFocus
-from ..onednn import is_resnet
+from ..onednn import resnet_parts
 from ..quantize import quantize_backbone, quantize_glance
 from ..tsm_model import AdaFocusTSM, TSMPlus
 
@@ -162,10 +162,6 @@ class Setting:
         return s + ("+l8" if self.quantize_local else "") + ("+blk" if self.blocked_layout else "")
 
 
-def _has_resnet(model: nn.Module) -> bool:
-    return any(is_resnet(net) for net in (getattr(model, p, None) for p in BACKBONES) if net is not None)
-
-
 def build(name: str, args: argparse.Namespace, setting: Setting) -> tuple:
     """Build ``name``, count its FLOPs, prepare it under ``setting``: ``(row, model)``.
 
@@ -181,7 +177,7 @@ def build(name: str, args: argparse.Namespace, setting: Setting) -> tuple:
         setting,
         quantize_heads=setting.quantize_heads and bool(spec.baseline),
         quantize_glance=setting.quantize_glance and has_glance,
-        blocked_layout=setting.blocked_layout and not setting.quantize_local and _has_resnet(model),
+        blocked_layout=setting.blocked_layout and not setting.quantize_local and bool(resnet_parts(model)),
     )
     row: dict[str, Any] = dict(model=name, gflops=gflops(name, model), baseline=spec.baseline, setting=setting)
     model = prepare_for_inference(
