@@ -99,3 +99,23 @@ def test_benchmark_cli_blocked_layout(capsys):
     assert all(r["setting"]["blocked_layout"] for r in rows)
     assert main([*args, "--compile"]) == 2
     assert "--blocked-layout needs" in capsys.readouterr().err
+
+
+def test_blocked_trunk_saves_copies_and_loads_dense_weights(tmp_path):
+    torch.manual_seed(0)
+    net = _folded("resnet18")
+    x = torch.randn(2, 3, 64, 64)
+    onednn.use_blocked_layout(net)
+    with torch.inference_mode():
+        ref = net(x)
+    sd = net.state_dict()
+    assert len(sd) == 40 and not any(v.is_mkldnn for v in sd.values())  # 20 convs: weight + folded bias
+    torch.save(net, tmp_path / "net.pt")  # oneDNN tensors alone cannot be pickled
+    other = create_backbone("resnet18").eval()
+    fold_batchnorm(other)
+    onednn.use_blocked_layout(other)
+    other.load_state_dict(sd)
+    for copy_ in (copy.deepcopy(net), torch.load(tmp_path / "net.pt", weights_only=False), other):
+        assert copy_.model.layer1[0].conv1.weight.is_mkldnn
+        with torch.inference_mode():
+            assert torch.equal(copy_(x), ref)

@@ -40,14 +40,37 @@ class BlockedConv2d(nn.Module):
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise ValueError(f"BlockedConv2d needs numeric zero padding, got {conv}")
         self.args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
-        weight = conv.weight.detach().float().contiguous().to_mkldnn()
-        self.register_buffer("weight", torch._C._nn.mkldnn_reorder_conv2d_weight(weight, *self.args))
-        bias = conv.bias.detach().float().to_mkldnn() if conv.bias is not None else None
-        self.register_buffer("bias", bias)
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self._pack(conv.weight.detach(), None if conv.bias is None else conv.bias.detach())
+
+    def _pack(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        packed = torch._C._nn.mkldnn_reorder_conv2d_weight(weight.float().contiguous().to_mkldnn(), *self.args)
+        self.register_buffer("weight", packed)
+        self.register_buffer("bias", None if bias is None else bias.float().to_mkldnn())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.mkldnn_convolution(x, self.weight, self.bias, *self.args)
+
+    # oneDNN tensors have no storage: state_dict, torch.save and deepcopy get dense copies
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        destination[prefix + "weight"] = self.weight.to_dense()
+        if self.bias is not None:
+            destination[prefix + "bias"] = self.bias.to_dense()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
+        if prefix + "weight" not in state_dict:
+            missing.append(prefix + "weight")
+            return
+        self._pack(state_dict[prefix + "weight"], state_dict.get(prefix + "bias"))
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_buffers"] = {k: None if v is None else v.to_dense() for k, v in self._buffers.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._pack(self._buffers["weight"], self._buffers["bias"])
 
     def extra_repr(self) -> str:
         padding, stride, _, groups = self.args
@@ -80,16 +103,16 @@ class EnterBlocked(nn.Module):
 
 
 class LeaveBlocked(nn.Module):
-    """Runs ``net`` and converts its oneDNN output back to a dense tensor (the region's last module)."""
+    """Runs ``net`` and converts its oneDNN output back to a dense channels_last tensor (the region's
+    last module)."""
 
-    def __init__(self, net: nn.Module, memory_format: torch.memory_format = torch.channels_last) -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
-        self.memory_format = memory_format
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.net(x)
-        return y.to_dense().contiguous(memory_format=self.memory_format) if y.is_mkldnn else y
+        return y.to_dense().contiguous(memory_format=torch.channels_last) if y.is_mkldnn else y
 
 
 def _convert(module: nn.Module) -> int:
