@@ -78,8 +78,10 @@ def test_prepare_for_inference_blocked_adafocus_keeps_outputs():
 def test_blocked_layout_errors():
     with pytest.raises(ValueError, match="not a torchvision ResNet"):
         onednn.use_blocked_layout(_folded("mobilenet_v2"))
+    unfolded = create_backbone("resnet18").eval()
     with pytest.raises(ValueError, match="fold the BatchNorms"):
-        onednn.use_blocked_layout(create_backbone("resnet18").eval())
+        onednn.use_blocked_layout(unfolded)
+    assert not any(isinstance(m, onednn.BlockedConv2d) for m in unfolded.modules())  # refused before any change
     with pytest.raises(ValueError, match="inference only"):
         onednn.use_blocked_layout(_folded("resnet18").train())
     with pytest.raises(ValueError, match="float32 CPU"):
