@@ -14,6 +14,15 @@ def test_crop_equals_slice(p):
         torch.testing.assert_close(patches[n], frames[n, :, y : y + p, x : x + p], rtol=0, atol=0)
 
 
+def test_crop_keeps_channels_last():
+    frames = torch.randn(3, 3, 50, 70).contiguous(memory_format=torch.channels_last)
+    offsets = torch.tensor([[0, 0], [10, 58], [38, 5]])
+    patches = crop_patches(frames, offsets, 12)
+    assert patches.is_contiguous(memory_format=torch.channels_last)
+    for n, (y, x) in enumerate(offsets.tolist()):
+        torch.testing.assert_close(patches[n], frames[n, :, y : y + 12, x : x + 12], rtol=0, atol=0)
+
+
 def test_crop_rectangular_frame_and_grad():
     frames = torch.randn(2, 3, 40, 60, requires_grad=True)
     offsets = torch.tensor([[8, 28], [0, 0]])

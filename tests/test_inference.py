@@ -10,7 +10,7 @@ from conftest import tiny_model
 from torch import nn
 
 from adafocus.cli import main
-from adafocus.inference import fold_batchnorm, infer, prepare_for_inference
+from adafocus.inference import first_parameter, fold_batchnorm, infer, prepare_for_inference
 
 
 def _random_bn(model: nn.Module) -> nn.Module:
@@ -93,6 +93,36 @@ def test_quantize_heads_replaces_grus_and_stays_close():
     out = infer(fast, frames, policy="centre")
     torch.testing.assert_close(out.logits, ref.logits, rtol=0, atol=0.05)
     assert infer(fast, frames).logits.shape == ref.logits.shape  # the learned policy runs too
+
+
+@pytest.mark.skipif(
+    not {"onednn", "x86"} <= set(torch.backends.quantized.supported_engines), reason="needs the oneDNN and x86 engines"
+)
+def test_quantize_heads_packs_for_x86_whatever_the_global_engine():
+    # quantize_glance leaves the process on oneDNN, whose batch-1 GRU step is slower than fbgemm's
+    model = tiny_model(classifier_hidden_dim=64, policy_hidden_dim=64).eval()
+    frames = torch.randn(2, 4, 3, 64, 64)
+    previous = torch.backends.quantized.engine
+    try:
+        torch.backends.quantized.engine = "x86"
+        ref = infer(prepare_for_inference(copy.deepcopy(model), quantize_heads=True), frames, policy="centre")
+        torch.backends.quantized.engine = "onednn"
+        fast = prepare_for_inference(copy.deepcopy(model), quantize_heads=True)
+        assert torch.backends.quantized.engine == "onednn"  # restored
+        out = infer(fast, frames, policy="centre")
+    finally:
+        torch.backends.quantized.engine = previous
+    torch.testing.assert_close(out.logits, ref.logits, rtol=0, atol=0)
+
+
+def test_first_parameter_is_the_shallowest_float_parameter():
+    deep = nn.Sequential(nn.Sequential(nn.Sequential(nn.Linear(2, 2))), nn.Linear(2, 3))
+    assert first_parameter(deep) is deep[1].weight  # level order, not depth first
+    holder = nn.Module()
+    holder.register_parameter("steps", nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False))
+    holder.net = nn.Linear(2, 2)
+    assert first_parameter(holder) is holder.net.weight  # integer parameters are no dtype hint
+    assert first_parameter(nn.ReLU()) is None
 
 
 def test_speedups_are_paired_per_round():

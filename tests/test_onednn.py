@@ -41,7 +41,36 @@ def test_resnet_trunk_blocked_end_to_end_same_output():
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
 
 
-def test_tsm_trunk_blocked_in_layer4_only():
+@pytest.mark.parametrize("kernel,stride,padding", [(1, 1, 0), (1, 2, 0), (3, 1, 1), (3, 2, 1), (7, 2, 3), (2, 1, 1)])
+def test_gemm_conv_equals_conv2d(kernel, stride, padding):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 12, kernel, stride=stride, padding=padding).eval()
+    gemm = onednn.GemmConv2d(conv)
+    for x in (torch.randn(3, 8, 9, 7), torch.randn(3, 8, 9, 7).contiguous(memory_format=torch.channels_last)):
+        with torch.inference_mode():
+            torch.testing.assert_close(gemm(x), conv(x), rtol=1e-4, atol=1e-4)
+    assert set(gemm.state_dict()) == {"weight", "bias"} and gemm.state_dict()["weight"].shape == conv.weight.shape
+    with pytest.raises(ValueError, match="groups=1"):
+        onednn.GemmConv2d(nn.Conv2d(8, 8, 3, groups=2))
+
+
+def test_dilated_tsm_layer4_goes_blocked_instead_of_gemm():
+    torch.manual_seed(0)
+    net = _folded("tsm_tiny_resnet")
+    set_num_frames(net, 4)
+    conv = net.model.layer4[0].conv2
+    conv.dilation, conv.padding = (2, 2), (2, 2)  # same output size, now not a GEMM
+    x = torch.randn(8, 3, 64, 64)
+    with torch.inference_mode():
+        ref = net(x)
+    onednn.use_blocked_layout(net)
+    assert isinstance(net.model.layer4, onednn.LeaveBlocked)
+    assert not any(isinstance(m, onednn.GemmConv2d) for m in net.modules())
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_tsm_trunk_converts_layer4_only():
     torch.manual_seed(0)
     net = _folded("tsm_tiny_resnet")
     set_num_frames(net, 4)
@@ -50,10 +79,9 @@ def test_tsm_trunk_blocked_in_layer4_only():
         ref = net(x)
     blocked = copy.deepcopy(net)
     assert onednn.use_blocked_layout(blocked) == 3  # layer4's BasicBlock: conv1, conv2, downsample
-    layer4 = blocked.model.layer4
-    assert isinstance(layer4, onednn.LeaveBlocked) and isinstance(layer4.net, onednn.EnterBlocked)
-    assert isinstance(layer4.net.net[0].conv1, onednn.BlockedTemporalShift)
-    assert isinstance(blocked.model.layer3[0].conv1, TemporalShift)  # the rest stays dense
+    block = blocked.model.layer4[0]
+    assert isinstance(block.conv1, TemporalShift) and isinstance(block.conv1.net, onednn.GemmConv2d)
+    assert isinstance(blocked.model.layer3[0].conv1.net, nn.Conv2d)  # the rest stays dense
     with torch.inference_mode():
         out = blocked(x)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)

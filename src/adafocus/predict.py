@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .inference import first_parameter
 from .model import AdaFocus
 
 DEFAULT_NUM_FRAMES = 16
@@ -169,7 +170,8 @@ def predict_video(
     frames, indices, total = read_clip(
         path, num_frames=t, input_size=model.input_size, scale_size=scale_size or default_scale_size(model)
     )
-    device = next(model.parameters()).device
+    param = first_parameter(model)
+    device = param.device if param is not None else torch.device("cpu")
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
