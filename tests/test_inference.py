@@ -68,7 +68,7 @@ def test_skip_path_runs_f_l_on_exactly_the_kept_frames():
 
 def test_benchmark_cli_tiny(capsys):
     args = ["benchmark", "--models", "tiny_adafocus,tiny_adafocus_tsm", "--repeats", "1", "--warmup", "0",
-            "--batch-size", "2", "--threads", "1", "--no-keep-freed-memory"]  # fmt: skip
+            "--batch-size", "2", "--threads", "1", "--no-keep-freed-memory", "--round-warmup", "1"]  # fmt: skip
     assert main([*args, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["model"] for r in rows} == {"tiny_adafocus", "tiny_full", "tiny_adafocus_tsm", "tiny_tsm_plus"}
@@ -123,6 +123,22 @@ def test_first_parameter_is_the_shallowest_float_parameter():
     holder.net = nn.Linear(2, 2)
     assert first_parameter(holder) is holder.net.weight  # integer parameters are no dtype hint
     assert first_parameter(nn.ReLU()) is None
+
+
+def test_round_warmup_adds_untimed_calls_before_each_timed_one(monkeypatch):
+    import argparse
+
+    from adafocus.bench import inference as bench
+
+    calls = []
+    monkeypatch.setattr(bench, "infer", lambda m, x: calls.append(m))
+    model = nn.Identity()
+    jobs = [({"model": "tiny_full"}, model)]
+    args = argparse.Namespace(device="cpu", dtype=None, warmup=1, repeats=3, round_warmup=2, batch_size=2,
+                              no_breakdown=True)  # fmt: skip
+    bench.measure(jobs, args, lambda msg: None)
+    assert len(calls) == 2 * (1 + 3 * (1 + 2))  # per batch size: warm-up, then 3 rounds of 2 untimed + 1 timed
+    assert len(jobs[0][0]["rounds_bs1"]) == 3
 
 
 def test_speedups_are_paired_per_round():

@@ -1,7 +1,7 @@
 """Fast offline inference: ``prepare_for_inference`` + ``infer``.
 
 The offline forward already batches the work (f_G: one call on all B*T frames, pi: one GRU call
-over T steps, the crop: one gather, f_L: one call on all kept patches). What is left for speed is
+over T steps, the crop: one indexing op, f_L: one call on all kept patches). What is left for speed is
 the execution of the two CNNs, which this module tunes:
 
 * BatchNorm folding: an eval-mode BN after a convolution is an affine map, merged into the

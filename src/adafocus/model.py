@@ -188,7 +188,7 @@ class AdaFocus(nn.Module):
         return fmap, fmap.mean(dim=(-2, -1))
 
     def focus(self, frames: torch.Tensor, offsets: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Crop every (b, t) patch in one gather and run f_L on all of them in one call.
+        """Crop every (b, t) patch in one indexing op and run f_L on all of them in one call.
 
         With ``keep`` ``(B, T)``, only the kept patches are cropped and batched through f_L; the
         skipped frames get all-zero features (paper Sec. 3.3), so no f_L work is spent on them.

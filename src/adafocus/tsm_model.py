@@ -133,7 +133,7 @@ class AdaFocusTSM(nn.Module):
         return fmap.reshape(fmap.shape[0], 1, -1, *fmap.shape[-2:])
 
     def focus(self, frames: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """Crop the clip at ``offsets`` (``(B, 2)`` one per video, or ``(B, T, 2)``) in one gather and
+        """Crop the clip at ``offsets`` (``(B, 2)`` one per video, or ``(B, T, 2)``) in one indexing op and
         run f_L on all ``B*T`` patches in one call: pooled ``(B, T, D_L)``."""
         b, t = frames.shape[:2]
         offs = offsets.reshape(b, -1, 2).expand(b, t, 2).reshape(b * t, 2)

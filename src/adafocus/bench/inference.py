@@ -218,7 +218,7 @@ def measure(jobs: list[tuple[dict, nn.Module]], args: argparse.Namespace, progre
         for r in range(max(1, args.repeats)):
             progress(f"batch {bs}: round {r + 1}/{args.repeats} over {len(jobs)} models")
             for i, ((_, model), x) in enumerate(zip(jobs, inputs)):
-                times[i].append(time_fn(lambda m=model, x=x: infer(m, x), device, 0, 1))
+                times[i].append(time_fn(lambda m=model, x=x: infer(m, x), device, args.round_warmup, 1))
         for (row, _), ts in zip(jobs, times):
             med, best = statistics.median(ts), min(ts)
             row[key], row[key + "_min"] = (1000 * med, 1000 * best) if bs == 1 else (bs / med, bs / best)
@@ -423,6 +423,13 @@ def add_benchmark_parser(sub: Any) -> None:
     p.add_argument("--models", default="", help=f"comma-separated subset of {list(MODELS)}")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument(
+        "--round-warmup",
+        type=int,
+        default=0,
+        help="untimed calls of a model right before each of its timed calls (1: warm caches, as when "
+        "one model is served; 0: each call follows the other models' calls)",
+    )
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--compile", action="store_true", help="torch.compile each backbone (slow to compile)")
