@@ -99,7 +99,7 @@ def test_quantize_heads_replaces_grus_and_stays_close():
     not {"onednn", "x86"} <= set(torch.backends.quantized.supported_engines), reason="needs the oneDNN and x86 engines"
 )
 def test_quantize_heads_packs_for_x86_whatever_the_global_engine():
-    # quantize_glance leaves the process on oneDNN, whose batch-1 GRU step is slower than fbgemm's
+    # a process set to oneDNN (by the user, or by quantize_glance before it restored the engine) would pack slower GRUs
     model = tiny_model(classifier_hidden_dim=64, policy_hidden_dim=64).eval()
     frames = torch.randn(2, 4, 3, 64, 64)
     previous = torch.backends.quantized.engine

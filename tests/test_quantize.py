@@ -73,6 +73,24 @@ def test_quantize_glance_tsm_mobilenet_and_tsm_plus():
     assert _rel(infer(plus, frames), ref) < 0.1
 
 
+@pytest.mark.skipif(
+    not {"onednn", "x86"} <= set(torch.backends.quantized.supported_engines), reason="needs the oneDNN and x86 engines"
+)
+def test_quantize_glance_leaves_the_quantized_engine_as_it_was():
+    model = prepare_for_inference(_random_bn(tiny_model()))
+    frames = torch.randn(2, 4, 3, 64, 64)
+    previous = torch.backends.quantized.engine
+    try:
+        torch.backends.quantized.engine = "x86"
+        quantize_glance(model, frames, engine="onednn")
+        assert torch.backends.quantized.engine == "x86"
+        out = infer(model, frames, policy="centre").logits
+        torch.backends.quantized.engine = "onednn"  # the packed int8 f_G runs the same under any engine
+        torch.testing.assert_close(infer(model, frames, policy="centre").logits, out, rtol=0, atol=0)
+    finally:
+        torch.backends.quantized.engine = previous
+
+
 def test_quantize_glance_errors():
     plus = TSMPlus(5, global_backbone=None, local_backbone="tiny_cnn", num_frames=4, input_size=64)
     with pytest.raises(ValueError, match="no global_cnn"):

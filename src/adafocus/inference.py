@@ -173,7 +173,7 @@ def quantize_recurrent_heads(model: nn.Module) -> int:
     from torch.ao.quantization import quantize_dynamic
 
     # weights are packed for the engine set at this moment; fbgemm's (x86) batch-1 GRU step ran
-    # ~1.5x faster than oneDNN's here, and quantize_glance leaves the engine on oneDNN
+    # ~1.5x faster than oneDNN's here, whichever engine the process has set
     engines = torch.backends.quantized.supported_engines
     engine = next((e for e in ("x86", "fbgemm") if e in engines), torch.backends.quantized.engine)
     previous = torch.backends.quantized.engine

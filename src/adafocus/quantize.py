@@ -103,8 +103,18 @@ def quantize_backbone(net: nn.Module, calibration: Iterable[torch.Tensor], *, en
         raise ValueError(f"engine={engine!r}: choose one of {ENGINES}")
     if engine not in torch.backends.quantized.supported_engines:
         raise RuntimeError(f"quantized engine {engine!r} is not available in this PyTorch build")
-    # int8 kernels pick their implementation from the global engine; set before preparing
+    # weights are packed for the global engine of the moment: set it while converting, then give the
+    # caller's back (the packed model runs the same whatever engine is set later)
+    previous = torch.backends.quantized.engine
     torch.backends.quantized.engine = engine
+    try:
+        q = _quantize(net, calibration, engine)
+    finally:
+        torch.backends.quantized.engine = previous
+    return q
+
+
+def _quantize(net: nn.Module, calibration: Iterable[torch.Tensor], engine: str) -> fx.GraphModule:
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     num_features = getattr(net, "num_features", None)
