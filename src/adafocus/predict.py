@@ -52,14 +52,20 @@ def _torch_load(path: str) -> Any:
         raise ValueError(f"not a PyTorch checkpoint ({type(e).__name__}: {why})") from None
 
 
+def eval_settings(hparams: object) -> dict[str, int]:
+    """``num_frames`` / ``scale_size`` from a data module's hyper-parameters (those that are ints)."""
+    hparams = hparams if isinstance(hparams, Mapping) else {}
+    return {k: int(hparams[k]) for k in ("num_frames", "scale_size") if isinstance(hparams.get(k), int)}
+
+
 def load_model(path: str | os.PathLike) -> AdaFocus:
     """Rebuild the :class:`AdaFocus` saved in ``path``, in eval mode on the CPU.
 
     Accepts a stage checkpoint (``.ckpt`` with ``adafocus_config``), an ``adafocus export`` file or
     an ``adafocus convert-official`` file (``{config, state_dict}``); the weights must match the
-    architecture exactly. When a stage checkpoint also records its data module's settings,
-    ``model.eval_data`` holds the ``num_frames`` / ``scale_size`` it was evaluated with, which
-    :func:`predict_video` uses as defaults.
+    architecture exactly. When the file records its data module's settings (stage checkpoints,
+    export files), ``model.eval_data`` holds the ``num_frames`` / ``scale_size`` it was evaluated
+    with, which :func:`predict_video` uses as defaults.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -79,8 +85,7 @@ def load_model(path: str | os.PathLike) -> AdaFocus:
         )
     model = AdaFocus(**dict(config))
     model.load_state_dict(sd, strict=True)
-    data = obj.get("datamodule_hyper_parameters") or {}
-    model.eval_data = {k: int(data[k]) for k in ("num_frames", "scale_size") if isinstance(data.get(k), int)}
+    model.eval_data = eval_settings(obj.get("eval_data") or obj.get("datamodule_hyper_parameters"))
     return model.eval()
 
 

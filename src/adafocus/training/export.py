@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..model import AdaFocus
+from ..predict import eval_settings
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
@@ -21,15 +22,22 @@ def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     sd = {k.removeprefix("model."): v for k, v in data["state_dict"].items() if k.startswith("model.")}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": data["adafocus_config"], "state_dict": sd}, out)
+    # the clip length / resize it was evaluated with: `adafocus predict` defaults to them
+    eval_data = eval_settings(data.get("datamodule_hyper_parameters"))
+    torch.save({"config": data["adafocus_config"], "state_dict": sd, "eval_data": eval_data}, out)
     return out
 
 
 def load_exported(path: str | Path) -> AdaFocus:
-    """Rebuild an ``AdaFocus`` from an ``adafocus export`` file (safe ``weights_only`` load)."""
+    """Rebuild an ``AdaFocus`` from an ``adafocus export`` file (safe ``weights_only`` load).
+
+    ``model.eval_data`` holds the ``num_frames`` / ``scale_size`` recorded at export (empty for
+    files exported before they were recorded).
+    """
     data = torch.load(path, map_location="cpu", weights_only=True)
     model = AdaFocus(**data["config"])
     model.load_state_dict(data["state_dict"], strict=True)
+    model.eval_data = eval_settings(data.get("eval_data"))
     return model
 
 
