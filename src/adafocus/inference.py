@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -172,14 +174,11 @@ def quantize_recurrent_heads(model: nn.Module) -> int:
     """
     from torch.ao.quantization import quantize_dynamic
 
-    # weights are packed for the engine set at this moment; fbgemm's (x86) batch-1 GRU step ran
-    # ~1.5x faster than oneDNN's here, whichever engine the process has set
+    # packed for fbgemm (x86) whichever engine the process has set: its batch-1 GRU step ran ~1.5x
+    # faster than oneDNN's here
     engines = torch.backends.quantized.supported_engines
-    engine = next((e for e in ("x86", "fbgemm") if e in engines), torch.backends.quantized.engine)
-    previous = torch.backends.quantized.engine
     n = 0
-    try:
-        torch.backends.quantized.engine = engine
+    with quantized_engine(next((e for e in ("x86", "fbgemm") if e in engines), torch.backends.quantized.engine)):
         for name in HEADS:
             head = getattr(model, name, None)
             if isinstance(head, nn.Module):
@@ -187,9 +186,22 @@ def quantize_recurrent_heads(model: nn.Module) -> int:
                     warnings.simplefilter("ignore")
                     quantize_dynamic(head, {nn.GRU, nn.Linear}, dtype=torch.qint8, inplace=True)
                 n += 1
+    return n
+
+
+@contextmanager
+def quantized_engine(engine: str) -> Iterator[None]:
+    """Set ``torch.backends.quantized.engine`` for the block, then give the caller's back.
+
+    Quantization packs weights for the engine set at that moment; the packed modules then run the
+    same whichever engine is set later, so there is no reason to leave a process-wide change behind.
+    """
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        yield
     finally:
         torch.backends.quantized.engine = previous
-    return n
 
 
 def first_parameter(module: nn.Module) -> torch.Tensor | None:

@@ -224,7 +224,6 @@ def use_blocked_layout(backbone: nn.Module) -> int:
     region = model.layer4 if shifted else model
     if any(isinstance(m, nn.BatchNorm2d) for m in region.modules()):  # checked before anything changes
         raise ValueError("use_blocked_layout: fold the BatchNorms first (adafocus.inference.fold_batchnorm)")
-    n = 0
     if shifted:
         if all(gemm_ready(m) for m in model.layer4.modules() if isinstance(m, nn.Conv2d)):
             return _convert(model.layer4, gemm=True)
@@ -232,9 +231,7 @@ def use_blocked_layout(backbone: nn.Module) -> int:
         model.layer4 = LeaveBlocked(EnterBlocked(model.layer4))
         return n
     stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
-    n += _convert(stem)
-    for name in ("layer1", "layer2", "layer3", "layer4"):
-        n += _convert(getattr(model, name))
+    n = _convert(stem) + sum(_convert(getattr(model, name)) for name in ("layer1", "layer2", "layer3", "layer4"))
     model.conv1, model.bn1, model.relu, model.maxpool = EnterBlocked(stem[0]), stem[1], stem[2], stem[3]
     model.layer4 = LeaveBlocked(model.layer4)
     return n

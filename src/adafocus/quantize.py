@@ -28,6 +28,8 @@ from torch import fx, nn
 from torch.ao.quantization import MinMaxObserver, get_default_qconfig_mapping
 from torch.ao.quantization.observer import ObserverBase
 
+from .inference import quantized_engine
+
 ENGINES = ("onednn", "x86", "fbgemm")
 
 
@@ -103,15 +105,8 @@ def quantize_backbone(net: nn.Module, calibration: Iterable[torch.Tensor], *, en
         raise ValueError(f"engine={engine!r}: choose one of {ENGINES}")
     if engine not in torch.backends.quantized.supported_engines:
         raise RuntimeError(f"quantized engine {engine!r} is not available in this PyTorch build")
-    # weights are packed for the global engine of the moment: set it while converting, then give the
-    # caller's back (the packed model runs the same whatever engine is set later)
-    previous = torch.backends.quantized.engine
-    torch.backends.quantized.engine = engine
-    try:
-        q = _quantize(net, calibration, engine)
-    finally:
-        torch.backends.quantized.engine = previous
-    return q
+    with quantized_engine(engine):
+        return _quantize(net, calibration, engine)
 
 
 def _quantize(net: nn.Module, calibration: Iterable[torch.Tensor], engine: str) -> fx.GraphModule:
