@@ -96,7 +96,8 @@ def test_stage_checkpoint_and_adafocus_plus(tmp_path, capsys):
     from adafocus.training.export import export_checkpoint, load_exported
 
     exported = export_checkpoint(ckpt, tmp_path / "exported.pt")  # keeps the clip settings for predict
-    assert load_model(exported).eval_data == loaded.eval_data == load_exported(exported).eval_data
+    reloaded = load_exported(exported)
+    assert load_model(exported).eval_data == loaded.eval_data == reloaded.eval_data and reloaded.training
     video = _video(tmp_path / "v.mp4", n=9)
     rc, out, err = _run(capsys, video, "--checkpoint", str(ckpt), "--json", "--policy", "learned")
     assert rc == 0, err

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..model import AdaFocus
-from ..predict import eval_settings
+from ..predict import eval_settings, load_model
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
@@ -29,16 +29,13 @@ def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
 
 
 def load_exported(path: str | Path) -> AdaFocus:
-    """Rebuild an ``AdaFocus`` from an ``adafocus export`` file (safe ``weights_only`` load).
+    """Rebuild an ``AdaFocus`` from an ``adafocus export`` file (safe ``weights_only`` load), in
+    training mode like a freshly built module.
 
     ``model.eval_data`` holds the ``num_frames`` / ``scale_size`` recorded at export (empty for
-    files exported before they were recorded).
+    files exported before they were recorded). Same parsing as :func:`adafocus.predict.load_model`.
     """
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    model = AdaFocus(**data["config"])
-    model.load_state_dict(data["state_dict"], strict=True)
-    model.eval_data = eval_settings(data.get("eval_data"))
-    return model
+    return load_model(path).train()
 
 
 def add_export_parser(sub) -> None:
