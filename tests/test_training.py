@@ -165,6 +165,19 @@ def test_every_config_prints(capsys):
         assert "class_path: adafocus.training." in text, cfg
 
 
+def test_command_line_fit_does_not_pass_argv_twice(monkeypatch, capsys):
+    import warnings
+
+    from adafocus.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["adafocus", "fit", "--config", str(TOY / "stage1.yaml"), "--print_config"])
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(SystemExit) as exit_info:
+        warnings.simplefilter("always")
+        main()  # as the console script calls it
+    assert exit_info.value.code == 0 and "class_path: adafocus.training." in capsys.readouterr().out
+    assert not [w for w in caught if "args parameter" in str(w.message)]
+
+
 def test_policy_stage_freezes_before_ddp():
     stage = PolicyStage(num_classes=3, net=lambda k: __import__("conftest").tiny_model(num_classes=k))
     trainable = {n.split(".")[1] for n, p in stage.named_parameters() if p.requires_grad}

@@ -115,11 +115,13 @@ def _lightning_predict(args: Sequence[str]) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS and (argv[0] != "predict" or _lightning_predict(argv[1:])):
         from .training.cli import run_cli
 
-        run_cli(argv)
+        # from the command line LightningCLI reads sys.argv itself (given both, it warns of a mix-up)
+        run_cli(None if from_command_line else argv)
         return 0
     parser = build_parser()
     args = parser.parse_args(argv)
