@@ -1,5 +1,6 @@
 import argparse
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -98,6 +99,8 @@ def test_stage_checkpoint_and_adafocus_plus(tmp_path, capsys):
     exported = export_checkpoint(ckpt, tmp_path / "exported.pt")  # keeps the clip settings for predict
     reloaded = load_exported(exported)
     assert load_model(exported).eval_data == loaded.eval_data == reloaded.eval_data and reloaded.training
+    with pytest.raises(pickle.UnpicklingError):  # load_exported stays weights_only: no full unpickling
+        load_exported(ckpt)
     video = _video(tmp_path / "v.mp4", n=9)
     rc, out, err = _run(capsys, video, "--checkpoint", str(ckpt), "--json", "--policy", "learned")
     assert rc == 0, err

@@ -70,7 +70,12 @@ def load_model(path: str | os.PathLike) -> AdaFocus:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    obj = _torch_load(path)
+    return model_from_checkpoint(_torch_load(path), path).eval()
+
+
+def model_from_checkpoint(obj: Any, path: str | os.PathLike) -> AdaFocus:
+    """The :class:`AdaFocus` in a loaded checkpoint dictionary (see :func:`load_model`; ``path``
+    names the file in errors); its mode is left as built (training)."""
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a checkpoint dictionary, got {type(obj).__name__}")
     if "adafocus_config" in obj and "state_dict" in obj:  # stage checkpoint
@@ -86,7 +91,7 @@ def load_model(path: str | os.PathLike) -> AdaFocus:
     model = AdaFocus(**dict(config))
     model.load_state_dict(sd, strict=True)
     model.eval_data = eval_settings(obj.get("eval_data") or obj.get("datamodule_hyper_parameters"))
-    return model.eval()
+    return model
 
 
 def default_num_frames(model: AdaFocus) -> int:

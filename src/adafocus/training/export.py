@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..model import AdaFocus
-from ..predict import eval_settings, load_model
+from ..predict import eval_settings, model_from_checkpoint
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
@@ -33,9 +33,10 @@ def load_exported(path: str | Path) -> AdaFocus:
     training mode like a freshly built module.
 
     ``model.eval_data`` holds the ``num_frames`` / ``scale_size`` recorded at export (empty for
-    files exported before they were recorded). Same parsing as :func:`adafocus.predict.load_model`.
+    files exported before they were recorded). Parsed like :func:`adafocus.predict.load_model`,
+    but never falls back to full unpickling.
     """
-    return load_model(path).train()
+    return model_from_checkpoint(torch.load(path, map_location="cpu", weights_only=True), path)
 
 
 def add_export_parser(sub) -> None:
