@@ -42,6 +42,27 @@ def test_prepare_for_inference_keeps_outputs(kind):
     torch.testing.assert_close(out.local_features, ref.local_features, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["adafocus", "tsm"])
+def test_infer_skips_policy_stats_only(kind):
+    """infer() builds no policy distribution (no log_probs / entropy); everything else is unchanged."""
+    torch.manual_seed(0)
+    if kind == "adafocus":
+        model, frames = tiny_model().eval(), torch.randn(2, 4, 3, 64, 64)
+    else:
+        from test_tsm import tiny_tsm
+
+        model, frames = tiny_tsm(global_frames=2, local_frames=4).eval(), torch.randn(2, 4, 3, 64, 64)
+    fast = infer(model, frames)
+    with torch.no_grad():
+        full = model(frames, sample=False)
+    assert fast.log_probs is None and fast.entropy is None
+    assert full.log_probs is not None and full.entropy is not None
+    assert torch.equal(fast.actions, full.actions) and torch.equal(fast.logits, full.logits)
+    assert torch.equal(fast.values, full.values)
+    with_stats = infer(model, frames, policy_stats=True)
+    assert torch.equal(with_stats.log_probs, full.log_probs) and torch.equal(with_stats.entropy, full.entropy)
+
+
 def test_fold_batchnorm_needs_eval_and_counts_pairs():
     model = tiny_model()
     with pytest.raises(ValueError, match="eval"):

@@ -225,12 +225,13 @@ def infer(model: nn.Module, frames: torch.Tensor, **kwargs: Any) -> Any:
     """``model(frames)`` under ``torch.inference_mode`` with the model's dtype and greedy pi.
 
     ``kwargs`` go to the forward (``policy=``, ``locations=``...). AdaFocus models get
-    ``sample=False`` unless given.
+    ``sample=False`` and ``policy_stats=False`` (no ``log_probs`` / ``entropy``) unless given.
     """
     param = first_parameter(model)
     if param is not None and frames.is_floating_point() and frames.dtype != param.dtype:
         frames = frames.to(param.dtype)
     if hasattr(model, "policy"):
         kwargs.setdefault("sample", False)
+        kwargs.setdefault("policy_stats", False)
     with torch.inference_mode():
         return model(frames, **kwargs)

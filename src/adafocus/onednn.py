@@ -155,8 +155,12 @@ class EnterBlocked(nn.Module):
 
 
 class LeaveBlocked(nn.Module):
-    """Runs ``net`` and converts its oneDNN output back to a dense channels_last tensor (the region's
-    last module)."""
+    """Runs ``net`` and converts its oneDNN output back to a dense tensor (the region's last module).
+
+    The result is contiguous NCHW, what ``to_dense`` gives: a trunk's maps are only pooled next, and
+    a further copy to channels_last cost more than the pooling itself (16 x 2048 x 3 x 3 maps:
+    to_dense + mean 108 us, with that copy 700 us).
+    """
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -164,7 +168,7 @@ class LeaveBlocked(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.net(x)
-        return y.to_dense().contiguous(memory_format=torch.channels_last) if y.is_mkldnn else y
+        return y.to_dense() if y.is_mkldnn else y
 
 
 def _convert(module: nn.Module, *, gemm: bool = False) -> int:

@@ -166,6 +166,7 @@ class AdaFocusTSM(nn.Module):
         sample: bool | None = None,
         generator: torch.Generator | None = None,
         keep: torch.Tensor | None = None,
+        policy_stats: bool = True,
     ) -> AdaFocusOutput:
         """Recognise clips ``(B, local_frames, 3, H, W)``.
 
@@ -173,6 +174,7 @@ class AdaFocusTSM(nn.Module):
         default: :meth:`select_glance_frames`. ``locations`` ``(B, 2)`` / ``(B, 1, 2)`` overrides
         the policy. The result's ``logits`` are ``(B, 1, K)``; ``locations`` / ``offsets`` are
         ``(B, local_frames, 2)``, identical along the frames (one location per video).
+        ``policy_stats=False`` leaves ``log_probs`` / ``entropy`` unset (as :func:`adafocus.infer` does).
         """
         if keep is not None:
             raise ValueError("AdaFocus-TSM has no frame skipping (keep=): the temporal shift needs every frame")
@@ -190,9 +192,10 @@ class AdaFocusTSM(nn.Module):
             state = self.policy_input(fmap.detach())  # pi never back-propagates into f_G
             pol = self.policy(state)
             actions = self.policy.act(pol.logits, sample, generator)  # (B, 1)
-            dist = self.policy.distribution(pol.logits)
-            extra = dict(actions=actions, log_probs=dist.log_prob(actions), values=pol.values,
-                         entropy=dist.entropy(), feature_maps=state)  # fmt: skip
+            extra = dict(actions=actions, values=pol.values, feature_maps=state)
+            if policy_stats:
+                dist = self.policy.distribution(pol.logits)
+                extra.update(log_probs=dist.log_prob(actions), entropy=dist.entropy())
             locations = self.actions_to_locations(actions)
         elif policy in FIXED_POLICIES or policy == "center":
             locations = fixed_locations(policy, b, 1, device=frames.device, generator=generator,
