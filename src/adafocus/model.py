@@ -384,6 +384,11 @@ class AdaFocus(nn.Module):
             raise ValueError(f"frames must be a floating-point tensor, got {frames.dtype}")
 
 
+def strip_model_prefix(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """The ``AdaFocus`` entries of a stage module's ``state_dict`` (its ``model.*`` keys), unprefixed."""
+    return {k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")}
+
+
 def _check_positive(**kwargs: int) -> None:
     for name, value in kwargs.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .inference import first_parameter
-from .model import AdaFocus
+from .model import AdaFocus, strip_model_prefix
 
 DEFAULT_NUM_FRAMES = 16
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv")
@@ -80,7 +80,7 @@ def model_from_checkpoint(obj: Any, path: str | os.PathLike) -> AdaFocus:
         raise ValueError(f"{path}: expected a checkpoint dictionary, got {type(obj).__name__}")
     if "adafocus_config" in obj and "state_dict" in obj:  # stage checkpoint
         config = obj["adafocus_config"]
-        sd = {k.removeprefix("model."): v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        sd = strip_model_prefix(obj["state_dict"])
     elif "config" in obj and "state_dict" in obj:  # adafocus export / convert-official
         config, sd = obj["config"], obj["state_dict"]
     else:

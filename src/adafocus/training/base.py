@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_info
 
-from ..model import AdaFocus
+from ..model import AdaFocus, strip_model_prefix
 from ..tsm_model import AdaFocusTSM
 from .metrics import OnlineAccuracy, offline_metrics
 
@@ -25,7 +25,7 @@ def load_adafocus_weights(model: AdaFocus, path: str) -> tuple[list[str], list[s
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     sd = ckpt.get("state_dict", ckpt)
     if any(k.startswith("model.") for k in sd):
-        sd = {k.removeprefix("model."): v for k, v in sd.items() if k.startswith("model.")}
+        sd = strip_model_prefix(sd)
     own = model.state_dict()
     bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items()
            if k in own and v.shape != own[k].shape]  # fmt: skip

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..model import AdaFocus
+from ..model import AdaFocus, strip_model_prefix
 from ..predict import eval_settings, model_from_checkpoint
 
 
@@ -19,7 +19,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     data = torch.load(ckpt, map_location="cpu", weights_only=False)
     if "adafocus_config" not in data:
         raise ValueError(f"{ckpt} has no 'adafocus_config': was it written by an adafocus stage module?")
-    sd = {k.removeprefix("model."): v for k, v in data["state_dict"].items() if k.startswith("model.")}
+    sd = strip_model_prefix(data["state_dict"])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # the clip length / resize it was evaluated with: `adafocus predict` defaults to them
