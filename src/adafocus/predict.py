@@ -187,7 +187,7 @@ def predict_video(
     try:
         with torch.inference_mode():
             gen = torch.Generator(device=device).manual_seed(seed)
-            out = model(frames.unsqueeze(0).to(device), policy=policy, sample=False, generator=gen)
+            out = model(frames.unsqueeze(0).to(device), policy=policy, sample=False, generator=gen, policy_stats=False)
     finally:
         for m, was in modes.items():
             m.training = was
