@@ -131,21 +131,57 @@ def test_benchmark_cli_blocked_layout(capsys):
     assert "--blocked-layout needs" in capsys.readouterr().err
 
 
-def test_blocked_trunk_saves_copies_and_loads_dense_weights(tmp_path):
+@pytest.mark.parametrize("input_size", [None, 64])  # 64 px: a GEMM layer4
+def test_blocked_trunk_saves_copies_and_loads_dense_weights(tmp_path, input_size):
     torch.manual_seed(0)
     net = _folded("resnet18")
+    dense_sd = net.state_dict()
     x = torch.randn(2, 3, 64, 64)
-    onednn.use_blocked_layout(net)
+    onednn.use_blocked_layout(net, input_size=input_size)
     with torch.inference_mode():
         ref = net(x)
     sd = net.state_dict()
     assert len(sd) == 40 and not any(v.is_mkldnn for v in sd.values())  # 20 convs: weight + folded bias
+    unwrapped = {k.replace(".net.", "."): v for k, v in sd.items()}  # EnterBlocked / LeaveBlocked wrap a `net`
+    assert unwrapped.keys() == dense_sd.keys() and all(torch.equal(v, dense_sd[k]) for k, v in unwrapped.items())
     torch.save(net, tmp_path / "net.pt")  # oneDNN tensors alone cannot be pickled
     other = create_backbone("resnet18").eval()
     fold_batchnorm(other)
-    onednn.use_blocked_layout(other)
+    onednn.use_blocked_layout(other, input_size=input_size)
     other.load_state_dict(sd)
     for copy_ in (copy.deepcopy(net), torch.load(tmp_path / "net.pt", weights_only=False), other):
-        assert copy_.model.layer1[0].conv1.weight.is_mkldnn
+        assert all(
+            m.weight.is_mkldnn for m in copy_.modules() if isinstance(m, (onednn.BlockedConv2d, onednn.GemmConv2d))
+        )
         with torch.inference_mode():
             assert torch.equal(copy_(x), ref)
+
+
+@pytest.mark.parametrize("input_size,gemm", [(None, False), (224, False), (128, False), (96, True), (64, True)])
+def test_small_inputs_get_a_gemm_layer4(input_size, gemm):
+    """layer4 maps of at most 3x3 (inputs up to 96 px): GEMMs after a blocked conv1..layer3."""
+    torch.manual_seed(0)
+    net = _folded("resnet18")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        ref = net(x)
+    assert onednn.use_blocked_layout(net, input_size=input_size) == 20
+    layer4_convs = [m for m in net.model.layer4.modules() if isinstance(m, (onednn.GemmConv2d, onednn.BlockedConv2d))]
+    assert len(layer4_convs) == 5 and all(isinstance(m, onednn.GemmConv2d) == gemm for m in layer4_convs)
+    assert isinstance(net.model.layer3, onednn.LeaveBlocked) == gemm
+    assert isinstance(net.model.layer4, onednn.LeaveBlocked) != gemm
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_prepare_for_inference_tells_each_trunk_its_input_size():
+    """f_L of an AdaFocus sees patch_size crops; a full-frame model's trunk sees input_size frames."""
+    from adafocus.tsm_model import TSMPlus
+
+    patches = prepare_for_inference(tiny_model(local_backbone="resnet18").eval(), blocked_layout=True)
+    assert isinstance(patches.local_cnn.model.layer4[0].conv1, onednn.GemmConv2d)  # 32-px patches
+    frames = prepare_for_inference(
+        TSMPlus(5, global_backbone=None, local_backbone="resnet18", num_frames=2, input_size=224).eval(),
+        blocked_layout=True,
+    )
+    assert isinstance(frames.local_cnn.model.layer4, onednn.LeaveBlocked)  # 224-px frames: blocked to the end

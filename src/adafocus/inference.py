@@ -159,11 +159,8 @@ def _use_blocked_layout(model: nn.Module, *, fold_bn: bool, dtype: torch.dtype |
 
     if compile or not fold_bn or dtype not in (None, torch.float32):
         raise ValueError("blocked_layout needs fold_bn=True, float32 and compile=False")
-    resnets = onednn.resnet_parts(model)
-    if not resnets:
+    if not onednn.use_blocked_layout_everywhere(model):
         raise ValueError(f"blocked_layout: {type(model).__name__} has no ResNet backbone to convert")
-    for net in resnets:
-        onednn.use_blocked_layout(net)
 
 
 def quantize_recurrent_heads(model: nn.Module) -> int:

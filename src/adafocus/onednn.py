@@ -16,7 +16,9 @@ here.
 convolution and leave it after ``layer4``. The temporal shift of a TSM trunk moves channels
 between frames, which oneDNN tensors cannot do, and converting every block's input for it cost
 more than blocking saved; there only ``layer4`` is converted, its convolutions to dense GEMMs on
-channels_last maps (:class:`GemmConv2d`), so its shifts need no conversion either.
+channels_last maps (:class:`GemmConv2d`), so its shifts need no conversion either. Plain ResNets
+told that their inputs are at most 96 px (f_L on AdaFocus' P=96 patches) also run ``layer4`` as
+GEMMs: on its 3x3 maps oneDNN's blocked kernels reached only ~100-120 GMAC/s.
 """
 
 from __future__ import annotations
@@ -33,7 +35,38 @@ def available() -> bool:
     return torch.backends.mkldnn.is_available()
 
 
-class BlockedConv2d(nn.Module):
+class _PackedWeights(nn.Module):
+    """Holds a weight in a oneDNN layout (reordered once); ``state_dict``, ``torch.save`` and
+    ``deepcopy`` see the dense Conv2d weight and bias, so checkpoints are unchanged."""
+
+    def _pack(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        raise NotImplementedError
+
+    def _dense(self) -> dict[str, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        for name, value in self._dense().items():
+            if value is not None:
+                destination[prefix + name] = value
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
+        if prefix + "weight" not in state_dict:
+            missing.append(prefix + "weight")
+            return
+        self._pack(state_dict[prefix + "weight"], state_dict.get(prefix + "bias"))
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_buffers"] = self._dense()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._pack(self._buffers["weight"], self._buffers["bias"])
+
+
+class BlockedConv2d(_PackedWeights):
     """A Conv2d on oneDNN tensors, its weight reordered once into oneDNN's preferred layout."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
@@ -49,57 +82,46 @@ class BlockedConv2d(nn.Module):
         self.register_buffer("weight", packed)
         self.register_buffer("bias", None if bias is None else bias.float().to_mkldnn())
 
+    def _dense(self) -> dict[str, torch.Tensor | None]:
+        return {"weight": self.weight.to_dense(), "bias": None if self.bias is None else self.bias.to_dense()}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.mkldnn_convolution(x, self.weight, self.bias, *self.args)
-
-    # oneDNN tensors have no storage: state_dict, torch.save and deepcopy get dense copies
-    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
-        destination[prefix + "weight"] = self.weight.to_dense()
-        if self.bias is not None:
-            destination[prefix + "bias"] = self.bias.to_dense()
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
-        if prefix + "weight" not in state_dict:
-            missing.append(prefix + "weight")
-            return
-        self._pack(state_dict[prefix + "weight"], state_dict.get(prefix + "bias"))
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_buffers"] = {k: None if v is None else v.to_dense() for k, v in self._buffers.items()}
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        self._pack(self._buffers["weight"], self._buffers["bias"])
 
     def extra_repr(self) -> str:
         padding, stride, _, groups = self.args
         return f"{self.in_channels}, {self.out_channels}, stride={stride}, padding={padding}, groups={groups}"
 
 
-class GemmConv2d(nn.Module):
-    """A Conv2d as one BLAS matrix product over channels_last maps (im2col first for k > 1).
+class GemmConv2d(_PackedWeights):
+    """A Conv2d as one matrix product over channels_last maps (im2col first for k > 1), its
+    ``(C_out, k*k*C_in)`` weight matrix reordered once for oneDNN's matmul.
 
-    Used for the ``layer4`` of TSM trunks: its maps are tiny on AdaFocus-TSM's patches (5x5 at
-    P=144), where a dense GEMM per convolution keeps up with oneDNN's blocked kernels, and the
-    temporal shifts then run on the dense maps with no conversion. On 12 patches of 144 px the
-    TSM-ResNet-50 took ~2-3% less time than with a blocked ``layer4`` (~1% at 48 patches). Plain
-    ResNets stay blocked: GEMMs won only at 3x3 maps with 16 patches (~2%) and lost ~2-4% with
-    more rows. ``weight`` keeps the Conv2d's shape (state_dicts are unchanged), stored
-    channels_last so that its ``(C_out, k*k*C_in)`` matrix is a view.
+    Used for ``layer4`` where its maps are tiny: TSM trunks (5x5 maps at P=144, where the temporal
+    shifts then need no layout conversion) and plain ResNets on inputs up to 96 px (3x3 maps).
+    With 16 patches of 96 px, ResNet-50 took ~4% less time than with a blocked ``layer4``, ~1% more
+    with 64 patches; at 128 px +1.5% / -1.4%, and at 224 px blocked is ahead, so those stay blocked.
+    Packing the weight once made the products ~10% faster than ``F.linear``, which re-packs it at
+    every call (TSM-ResNet-50 on 12 / 48 patches of 144 px: +0.4% / +0.8%).
     """
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         if not gemm_ready(conv):
             raise ValueError(f"GemmConv2d needs groups=1, dilation=1 and numeric zero padding, got {conv}")
-        self.weight = nn.Parameter(
-            conv.weight.detach().contiguous(memory_format=torch.channels_last), requires_grad=False
-        )
-        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach(), requires_grad=False)
         self.kernel_size, self.stride, self.padding = conv.kernel_size, conv.stride, conv.padding
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self._pack(conv.weight.detach(), None if conv.bias is None else conv.bias.detach())
+
+    def _pack(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        matrix = weight.float().permute(0, 2, 3, 1).reshape(self.out_channels, -1).contiguous()  # (kh, kw, C) columns
+        self.register_buffer("weight", torch.ops.mkldnn._reorder_linear_weight(matrix, None))
+        self.register_buffer("bias", None if bias is None else bias.float().contiguous())
+
+    def _dense(self) -> dict[str, torch.Tensor | None]:
+        kh, kw = self.kernel_size
+        weight = self.weight.to_dense().view(self.out_channels, kh, kw, self.in_channels).permute(0, 3, 1, 2)
+        return {"weight": weight.contiguous(), "bias": self.bias}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
@@ -111,7 +133,7 @@ class GemmConv2d(nn.Module):
             rows = F.pad(rows, (0, 0, pw, pw, ph, ph)).unfold(1, kh, sh).unfold(2, kw, sw)  # (N, Ho, Wo, C, kh, kw)
             rows = rows.permute(0, 1, 2, 4, 5, 3)  # columns in the weight's (kh, kw, C) order
         ho, wo = rows.shape[1:3]
-        out = F.linear(rows.reshape(n * ho * wo, -1), self.weight.permute(0, 2, 3, 1).flatten(1), self.bias)
+        out = torch.ops.mkldnn._linear_pointwise(rows.reshape(n * ho * wo, -1), self.weight, self.bias, "none", [], "")
         return out.view(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
@@ -197,22 +219,45 @@ def is_resnet(backbone: nn.Module) -> bool:
     return _resnet(backbone) is not None
 
 
-def resnet_parts(model: nn.Module) -> list[nn.Module]:
-    """The ResNet trunks among ``model``'s backbones (f_G / f_L), or ``[model]`` if it is one itself."""
+def _resnet_trunks(model: nn.Module) -> list[tuple[nn.Module, int | None]]:
+    """``(trunk, side of its inputs)`` for the ResNets among ``model``'s backbones (f_L sees
+    ``patch_size`` crops, f_G ``glance_size`` frames), or ``[(model, None)]`` if it is one itself."""
     from .inference import BACKBONES
 
-    parts = [net for net in (getattr(model, p, None) for p in BACKBONES) if isinstance(net, nn.Module)]
-    return [net for net in parts or [model] if is_resnet(net)]
+    frame = getattr(model, "input_size", None)
+    sizes = {
+        "local_cnn": getattr(model, "patch_size", None) or frame,
+        "global_cnn": getattr(model, "glance_size", None) or frame,
+    }
+    parts = [(getattr(model, p, None), sizes[p]) for p in BACKBONES]
+    parts = [(net, size) for net, size in parts if isinstance(net, nn.Module)] or [(model, None)]
+    return [(net, size) for net, size in parts if is_resnet(net)]
 
 
-def use_blocked_layout(backbone: nn.Module) -> int:
+def resnet_parts(model: nn.Module) -> list[nn.Module]:
+    """The ResNet trunks among ``model``'s backbones (f_G / f_L), or ``[model]`` if it is one itself."""
+    return [net for net, _ in _resnet_trunks(model)]
+
+
+def use_blocked_layout_everywhere(model: nn.Module) -> int:
+    """:func:`use_blocked_layout` on every ResNet trunk of ``model`` (see :func:`resnet_parts`), each
+    told the size of its inputs; returns how many convolutions were converted (0: no ResNet)."""
+    return sum(use_blocked_layout(net, input_size=size) for net, size in _resnet_trunks(model))
+
+
+GEMM_MAX_SIDE = 3  # plain ResNets: layer4 as GEMMs when its maps are at most 3x3 (inputs up to 96 px)
+
+
+def use_blocked_layout(backbone: nn.Module, *, input_size: int | None = None) -> int:
     """Run a ResNet trunk (``backbone`` or ``backbone.model``) in oneDNN's blocked layout, in place.
 
-    Plain ResNets go blocked from ``conv1`` to the end of ``layer4``. TSM ResNets convert only
-    ``layer4`` (see the module doc), whose convolutions become GEMMs on channels_last maps
-    (:class:`GemmConv2d`), or, if one is dilated or grouped, blocked. Returns how many convolutions
-    were converted; raises ``ValueError`` for a model that is not a ResNet trunk, has unfolded
-    BatchNorms, is in training mode or not float32 on CPU, and ``RuntimeError`` without oneDNN.
+    Plain ResNets go blocked from ``conv1`` to the end of ``layer4``, or, when ``input_size`` (the
+    side of the square inputs it will see) gives ``layer4`` maps of at most 3x3, to the end of
+    ``layer3``, with ``layer4``'s convolutions as GEMMs (:class:`GemmConv2d`). TSM ResNets convert
+    only ``layer4`` (see the module doc), to GEMMs. A dilated or grouped ``layer4`` stays blocked.
+    Returns how many convolutions were converted; raises ``ValueError`` for a model that is not a
+    ResNet trunk, has unfolded BatchNorms, is in training mode or not float32 on CPU, and
+    ``RuntimeError`` without oneDNN.
     """
     if not available():
         raise RuntimeError("use_blocked_layout: this torch build has no oneDNN (torch.backends.mkldnn)")
@@ -228,14 +273,20 @@ def use_blocked_layout(backbone: nn.Module) -> int:
     region = model.layer4 if shifted else model
     if any(isinstance(m, nn.BatchNorm2d) for m in region.modules()):  # checked before anything changes
         raise ValueError("use_blocked_layout: fold the BatchNorms first (adafocus.inference.fold_batchnorm)")
+    gemm4 = all(gemm_ready(m) for m in model.layer4.modules() if isinstance(m, nn.Conv2d))
     if shifted:
-        if all(gemm_ready(m) for m in model.layer4.modules() if isinstance(m, nn.Conv2d)):
+        if gemm4:
             return _convert(model.layer4, gemm=True)
         n = _convert(model.layer4)
         model.layer4 = LeaveBlocked(EnterBlocked(model.layer4))
         return n
+    gemm4 = gemm4 and input_size is not None and -(-input_size // 32) <= GEMM_MAX_SIDE
     stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
-    n = _convert(stem) + sum(_convert(getattr(model, name)) for name in ("layer1", "layer2", "layer3", "layer4"))
+    layers = ("layer1", "layer2", "layer3") if gemm4 else ("layer1", "layer2", "layer3", "layer4")
+    n = _convert(stem) + sum(_convert(getattr(model, name)) for name in layers)
     model.conv1, model.bn1, model.relu, model.maxpool = EnterBlocked(stem[0]), stem[1], stem[2], stem[3]
+    if gemm4:
+        model.layer3 = LeaveBlocked(model.layer3)
+        return n + _convert(model.layer4, gemm=True)
     model.layer4 = LeaveBlocked(model.layer4)
     return n
