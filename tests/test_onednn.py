@@ -33,8 +33,7 @@ def test_resnet_trunk_blocked_end_to_end_same_output():
     blocked = copy.deepcopy(net)
     assert onednn.use_blocked_layout(blocked) == 20  # every conv of ResNet-18, downsamples included
     assert not any(type(m) is nn.Conv2d for m in blocked.modules())
-    assert isinstance(blocked.model.conv1, onednn.EnterBlocked)
-    assert isinstance(blocked.model.layer4, onednn.LeaveBlocked)
+    assert onednn.enters_blocked(blocked.model.conv1) and onednn.leaves_blocked(blocked.model.layer4)
     with torch.inference_mode():
         out = blocked(x)
     assert not out.is_mkldnn and out.is_contiguous()  # plain NCHW: the maps are only pooled next
@@ -64,7 +63,7 @@ def test_dilated_tsm_layer4_goes_blocked_instead_of_gemm():
     with torch.inference_mode():
         ref = net(x)
     onednn.use_blocked_layout(net)
-    assert isinstance(net.model.layer4, onednn.LeaveBlocked)
+    assert onednn.enters_blocked(net.model.layer4) and onednn.leaves_blocked(net.model.layer4)
     assert not any(isinstance(m, onednn.GemmConv2d) for m in net.modules())
     with torch.inference_mode():
         torch.testing.assert_close(net(x), ref, rtol=1e-4, atol=1e-4)
@@ -93,7 +92,7 @@ def test_prepare_for_inference_blocked_adafocus_keeps_outputs():
     frames = torch.randn(2, 4, 3, 64, 64)
     ref = infer(prepare_for_inference(copy.deepcopy(model)), frames)
     fast = prepare_for_inference(copy.deepcopy(model), blocked_layout=True)
-    assert isinstance(fast.local_cnn.model.conv1, onednn.EnterBlocked)
+    assert onednn.enters_blocked(fast.local_cnn.model.conv1)
     assert fast.global_cnn is not None and not any(
         isinstance(m, onednn.BlockedConv2d) for m in fast.global_cnn.modules()
     )  # the tiny CNN is no ResNet: left alone
@@ -142,13 +141,17 @@ def test_blocked_trunk_saves_copies_and_loads_dense_weights(tmp_path, input_size
         ref = net(x)
     sd = net.state_dict()
     assert len(sd) == 40 and not any(v.is_mkldnn for v in sd.values())  # 20 convs: weight + folded bias
-    unwrapped = {k.replace(".net.", "."): v for k, v in sd.items()}  # EnterBlocked / LeaveBlocked wrap a `net`
-    assert unwrapped.keys() == dense_sd.keys() and all(torch.equal(v, dense_sd[k]) for k, v in unwrapped.items())
+    assert sd.keys() == dense_sd.keys() and all(torch.equal(v, dense_sd[k]) for k, v in sd.items())  # as if dense
     torch.save(net, tmp_path / "net.pt")  # oneDNN tensors alone cannot be pickled
     other = create_backbone("resnet18").eval()
     fold_batchnorm(other)
     onednn.use_blocked_layout(other, input_size=input_size)
     other.load_state_dict(sd)
+    dense = create_backbone("resnet18").eval()
+    fold_batchnorm(dense)
+    dense.load_state_dict(sd)  # a prepared trunk's weights load into a plain one too
+    with torch.inference_mode():
+        torch.testing.assert_close(dense(x), ref, rtol=1e-4, atol=1e-4)
     for copy_ in (copy.deepcopy(net), torch.load(tmp_path / "net.pt", weights_only=False), other):
         assert all(
             m.weight.is_mkldnn for m in copy_.modules() if isinstance(m, (onednn.BlockedConv2d, onednn.GemmConv2d))
@@ -168,8 +171,7 @@ def test_small_inputs_get_a_gemm_layer4(input_size, gemm):
     assert onednn.use_blocked_layout(net, input_size=input_size) == 20
     layer4_convs = [m for m in net.model.layer4.modules() if isinstance(m, (onednn.GemmConv2d, onednn.BlockedConv2d))]
     assert len(layer4_convs) == 5 and all(isinstance(m, onednn.GemmConv2d) == gemm for m in layer4_convs)
-    assert isinstance(net.model.layer3, onednn.LeaveBlocked) == gemm
-    assert isinstance(net.model.layer4, onednn.LeaveBlocked) != gemm
+    assert onednn.leaves_blocked(net.model.layer3) == gemm and onednn.leaves_blocked(net.model.layer4) != gemm
     with torch.inference_mode():
         torch.testing.assert_close(net(x), ref, rtol=1e-4, atol=1e-4)
 
@@ -184,4 +186,4 @@ def test_prepare_for_inference_tells_each_trunk_its_input_size():
         TSMPlus(5, global_backbone=None, local_backbone="resnet18", num_frames=2, input_size=224).eval(),
         blocked_layout=True,
     )
-    assert isinstance(frames.local_cnn.model.layer4, onednn.LeaveBlocked)  # 224-px frames: blocked to the end
+    assert onednn.leaves_blocked(frames.local_cnn.model.layer4)  # 224-px frames: blocked to the end

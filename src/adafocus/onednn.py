@@ -165,32 +165,36 @@ class BlockedTemporalShift(nn.Module):
         return self.net(shifted.to_mkldnn())
 
 
-class EnterBlocked(nn.Module):
-    """Runs ``net`` on the input converted to a oneDNN tensor (the region's first module)."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x if x.is_mkldnn else x.to_mkldnn())
+def _enter_blocked(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook of a blocked region's first module: its input becomes a oneDNN tensor."""
+    x = args[0]
+    return (x if x.is_mkldnn else x.to_mkldnn(), *args[1:])
 
 
-class LeaveBlocked(nn.Module):
-    """Runs ``net`` and converts its oneDNN output back to a dense tensor (the region's last module).
+def _leave_blocked(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    """Forward hook of a blocked region's last module: its output becomes a dense tensor again.
 
-    The result is contiguous NCHW, what ``to_dense`` gives: a trunk's maps are only pooled next, and
-    a further copy to channels_last cost more than the pooling itself (16 x 2048 x 3 x 3 maps:
+    Plain contiguous NCHW, what ``to_dense`` gives: a trunk's maps are only pooled next, and a
+    further copy to channels_last cost more than the pooling itself (16 x 2048 x 3 x 3 maps:
     to_dense + mean 108 us, with that copy 700 us).
     """
+    return output.to_dense() if output.is_mkldnn else output
 
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.net(x)
-        return y.to_dense() if y.is_mkldnn else y
+def _mark_region(first: nn.Module, last: nn.Module) -> None:
+    # hooks, not wrapper modules, so that the trunk's state_dict keys stay those of the dense trunk
+    first.register_forward_pre_hook(_enter_blocked)
+    last.register_forward_hook(_leave_blocked)
+
+
+def enters_blocked(module: nn.Module) -> bool:
+    """True if ``module`` starts a blocked region (converts its input to a oneDNN tensor)."""
+    return any(h is _enter_blocked for h in module._forward_pre_hooks.values())
+
+
+def leaves_blocked(module: nn.Module) -> bool:
+    """True if ``module`` ends a blocked region (converts its output back to a dense tensor)."""
+    return any(h is _leave_blocked for h in module._forward_hooks.values())
 
 
 def _convert(module: nn.Module, *, gemm: bool = False) -> int:
@@ -278,15 +282,12 @@ def use_blocked_layout(backbone: nn.Module, *, input_size: int | None = None) ->
         if gemm4:
             return _convert(model.layer4, gemm=True)
         n = _convert(model.layer4)
-        model.layer4 = LeaveBlocked(EnterBlocked(model.layer4))
+        _mark_region(model.layer4, model.layer4)
         return n
     gemm4 = gemm4 and input_size is not None and -(-input_size // 32) <= GEMM_MAX_SIDE
     stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
     layers = ("layer1", "layer2", "layer3") if gemm4 else ("layer1", "layer2", "layer3", "layer4")
     n = _convert(stem) + sum(_convert(getattr(model, name)) for name in layers)
-    model.conv1, model.bn1, model.relu, model.maxpool = EnterBlocked(stem[0]), stem[1], stem[2], stem[3]
-    if gemm4:
-        model.layer3 = LeaveBlocked(model.layer3)
-        return n + _convert(model.layer4, gemm=True)
-    model.layer4 = LeaveBlocked(model.layer4)
-    return n
+    model.conv1 = stem[0]
+    _mark_region(model.conv1, model.layer3 if gemm4 else model.layer4)
+    return n + (_convert(model.layer4, gemm=True) if gemm4 else 0)
