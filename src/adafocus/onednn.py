@@ -13,12 +13,15 @@ here.
 :func:`use_blocked_layout` converts a torchvision ResNet trunk (an ``adafocus`` ``resnet*`` /
 ``tsm_resnet*`` backbone) in place: float32 only, BatchNorms folded first
 (:func:`adafocus.inference.fold_batchnorm`), the activations enter the blocked layout at the first
-convolution and leave it after ``layer4``. The temporal shift of a TSM trunk moves channels
+convolution and leave it after ``layer4`` (after ``layer3`` when ``layer4`` runs as GEMMs, below);
+forward hooks do the conversions, so the trunk's state_dict keys stay those of the dense trunk.
+The temporal shift of a TSM trunk moves channels
 between frames, which oneDNN tensors cannot do, and converting every block's input for it cost
 more than blocking saved; there only ``layer4`` is converted, its convolutions to dense GEMMs on
 channels_last maps (:class:`GemmConv2d`), so its shifts need no conversion either. Plain ResNets
 told that their inputs are at most 96 px (f_L on AdaFocus' P=96 patches) also run ``layer4`` as
-GEMMs: on its 3x3 maps oneDNN's blocked kernels reached only ~100-120 GMAC/s.
+GEMMs: on 3x3 maps oneDNN's blocked kernels reached 100-118 GMAC/s for 9 of ``layer4``'s 10
+convolutions of ResNet-50, against 143-187 at 224 px.
 """
 
 from __future__ import annotations
@@ -101,8 +104,9 @@ class GemmConv2d(_PackedWeights):
     shifts then need no layout conversion) and plain ResNets on inputs up to 96 px (3x3 maps).
     With 16 patches of 96 px, ResNet-50 took ~4% less time than with a blocked ``layer4``, ~1% more
     with 64 patches; at 128 px +1.5% / -1.4%, and at 224 px blocked is ahead, so those stay blocked.
-    Packing the weight once made the products ~10% faster than ``F.linear``, which re-packs it at
-    every call (TSM-ResNet-50 on 12 / 48 patches of 144 px: +0.4% / +0.8%).
+    Packing the weight once made ResNet-50's ``layer4`` products 9-13% faster than ``F.linear``,
+    which re-packs it at every call, with 16 patches of 96 px and 0-10% with 64 (TSM-ResNet-50 on
+    12 / 48 patches of 144 px, whole trunk: +0.4% / +0.8%).
     """
 
     def __init__(self, conv: nn.Conv2d) -> None:
