@@ -25,10 +25,12 @@ def candidate_grid(grid_size: int, *, device: torch.device | None = None) -> tor
 def pixel_offsets(locations: torch.Tensor, frame_hw: tuple[int, int], patch_size: int) -> torch.Tensor:
     """Normalised ``(..., 2)`` locations to integer top-left pixel offsets ``(..., 2)``."""
     h, w = frame_hw
-    span = torch.tensor([h - patch_size, w - patch_size], device=locations.device, dtype=locations.dtype)
-    # a small epsilon keeps exact grid points (k/(G-1) * span) from flooring one pixel short
-    off = torch.floor(locations.clamp(0.0, 1.0) * span + 1e-4).long()
-    return torch.minimum(off, span.long())
+    loc = locations.clamp(0.0, 1.0)
+    # a small epsilon keeps exact grid points (k/(G-1) * span) from flooring one pixel short;
+    # Python scalars, not a tensor of spans: a host-to-device copy would break CUDA graph capture
+    y = torch.floor(loc[..., 0] * (h - patch_size) + 1e-4).clamp_(max=h - patch_size)
+    x = torch.floor(loc[..., 1] * (w - patch_size) + 1e-4).clamp_(max=w - patch_size)
+    return torch.stack((y, x), dim=-1).long()
 
 
 def crop_patches(frames: torch.Tensor, offsets: torch.Tensor, patch_size: int) -> torch.Tensor:

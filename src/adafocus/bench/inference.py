@@ -10,7 +10,7 @@ the rest of the forward is the overhead of pi + crop + f_C.
 
     adafocus benchmark --threads 2                       # the paper's models on this CPU
     adafocus benchmark --models adafocus_p128,full_mn2_rn50 --ablate
-    adafocus benchmark --device cuda --dtype bfloat16 --batch-size 64
+    adafocus benchmark --device cuda --dtype bfloat16 --batch-size 64 --cuda-graphs
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..crop import crop_patches, pixel_offsets
+from ..cuda_graphs import GraphedInfer
 from ..flops import count_flops, count_macs
 from ..inference import infer, keep_freed_memory, prepare_for_inference
 from ..model import AdaFocus
@@ -154,12 +155,14 @@ class Setting:
     quantize_glance: bool = False  # int8 f_G (adafocus.quantize), in the baselines too
     quantize_local: bool = False  # int8 f_L / the baselines' ResNet-50 too (everything int8 but pi / f_C)
     blocked_layout: bool = False  # oneDNN blocked layout for every float ResNet (adafocus.onednn)
+    cuda_graphs: bool = False  # each forward replayed as a CUDA graph (adafocus.cuda_graphs)
 
     @property
     def label(self) -> str:
         s = ("cl" if self.channels_last else "nchw") + ("+bn" if self.fold_bn else "") + ("+cc" if self.compile else "")
         s += ("+q8" if self.quantize_heads else "") + ("+g8" if self.quantize_glance else "")
-        return s + ("+l8" if self.quantize_local else "") + ("+blk" if self.blocked_layout else "")
+        s += ("+l8" if self.quantize_local else "") + ("+blk" if self.blocked_layout else "")
+        return s + ("+cg" if self.cuda_graphs else "")
 
 
 def build(name: str, args: argparse.Namespace, setting: Setting) -> tuple:
@@ -206,19 +209,21 @@ def measure(jobs: list[tuple[dict, nn.Module]], args: argparse.Namespace, progre
     ms, ``rounds_batch`` in videos/s) for the paired speed-ups of :func:`add_ratios`.
     """
     device, dtype = torch.device(args.device), args.dtype or torch.float32
+    pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None  # outputs are never read
+    runners = [_runner(model, row.get("setting"), pool) for row, model in jobs]
     for bs, key in ((1, "ms_per_video"), (args.batch_size, "videos_per_s")):
         inputs = []
         progress(f"batch {bs}: warm-up ({args.warmup} runs per model)")
-        for row, model in jobs:
+        for (row, _), run_ in zip(jobs, runners):
             spec = MODELS[row["model"]]
             x = torch.randn(bs, spec.frames, 3, spec.input_size, spec.input_size, device=device, dtype=dtype)
-            time_fn(lambda m=model, x=x: infer(m, x), device, args.warmup, 0)
+            time_fn(lambda f=run_, x=x: f(x), device, args.warmup, 0)
             inputs.append(x)
         times: list[list[float]] = [[] for _ in jobs]
         for r in range(max(1, args.repeats)):
             progress(f"batch {bs}: round {r + 1}/{args.repeats} over {len(jobs)} models")
-            for i, ((_, model), x) in enumerate(zip(jobs, inputs)):
-                times[i].append(time_fn(lambda m=model, x=x: infer(m, x), device, args.round_warmup, 1))
+            for i, (run_, x) in enumerate(zip(runners, inputs)):
+                times[i].append(time_fn(lambda f=run_, x=x: f(x), device, args.round_warmup, 1))
         for (row, _), ts in zip(jobs, times):
             med, best = statistics.median(ts), min(ts)
             row[key], row[key + "_min"] = (1000 * med, 1000 * best) if bs == 1 else (bs / med, bs / best)
@@ -236,6 +241,13 @@ def measure(jobs: list[tuple[dict, nn.Module]], args: argparse.Namespace, progre
         row["parts_ms"] = parts
         row["in_forward_ms"] = split_forward(model, x, device, args.warmup, args.repeats)
         row["overhead"] = row["in_forward_ms"]["other"] / row["in_forward_ms"]["forward"]
+
+
+def _runner(model: nn.Module, setting: Setting | None, pool: Any = None) -> Callable[[torch.Tensor], Any]:
+    """What a timed call runs: ``infer(model, x)``, or its CUDA graph replay."""
+    if setting is not None and setting.cuda_graphs:
+        return GraphedInfer(model, pool=pool)
+    return lambda x: infer(model, x)
 
 
 def split_forward(model: nn.Module, x: torch.Tensor, device: torch.device, warmup: int, repeats: int) -> dict:
@@ -323,7 +335,8 @@ def print_tables(rows: list[dict[str, Any]], batch_size: int, out=None) -> None:
     if parts:
         names = list(parts[0]["parts_ms"])
         print("\nAdaFocus at batch 1, ms: each part timed alone | inside the forward (hooks): f_G, f_L, the rest "
-              "(policy + crop + classifier + glue); overhead = rest / forward", file=out)  # fmt: skip
+              "(policy + crop + classifier + glue); overhead = rest / forward; eager calls, also in +cg settings",
+              file=out)  # fmt: skip
         print(f"{'model':<20}{'setting':<14}" + "".join(f"{n:>11}" for n in names) + " |"
               f"{'forward':>9}{'f_G':>8}{'f_L':>8}{'rest':>7}{'overhead':>10}", file=out)  # fmt: skip
         for r in parts:
@@ -344,6 +357,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compile:  # every model's backbones share a few forward code objects; each shape is a new entry
+        import torch._dynamo as dynamo
+
+        for limit in ("recompile_limit", "cache_size_limit"):
+            if hasattr(dynamo.config, limit):
+                setattr(dynamo.config, limit, max(getattr(dynamo.config, limit), 256))
     args.allocator = "system"
     if args.keep_freed_memory and keep_freed_memory():
         args.allocator = "glibc, freed memory kept"
@@ -363,7 +382,11 @@ def run(args: argparse.Namespace) -> int:
     if blk and (args.compile or args.dtype is not None or not args.fold_bn or args.device != "cpu"):
         print("--blocked-layout needs the CPU, float32, --fold-bn and no --compile", file=sys.stderr)
         return 2
-    settings = [Setting(args.channels_last, args.fold_bn, args.compile, q8, q_glance, args.quantize_local, blk)]
+    if args.cuda_graphs and not args.device.startswith("cuda"):
+        print("--cuda-graphs needs --device cuda", file=sys.stderr)
+        return 2
+    graphs = args.cuda_graphs
+    settings = [Setting(args.channels_last, args.fold_bn, args.compile, q8, q_glance, args.quantize_local, blk, graphs)]
     if args.ablate:  # each optimisation added in turn
         settings = [Setting(False, False), Setting(True, False), Setting(True, True)]
         if q8:
@@ -376,6 +399,8 @@ def run(args: argparse.Namespace) -> int:
             settings.append(Setting(quantize_heads=q8, quantize_glance=True, quantize_local=True))
         if args.compile:
             settings.append(Setting(compile=True, quantize_heads=q8))
+        if graphs:
+            settings.append(Setting(cuda_graphs=True))
     verbose = not args.json
 
     def progress(msg: str) -> None:
@@ -448,6 +473,12 @@ def add_benchmark_parser(sub: Any) -> None:
         "--blocked-layout",
         action="store_true",
         help="ResNets (f_L, the baselines' ResNet-50) in oneDNN's blocked layout (CPU, float32)",
+    )
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="replay each forward as a CUDA graph (adafocus.cuda_graphs; --device cuda; the per-part "
+        "breakdown stays eager)",
     )
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     p.add_argument("--glance-size", type=int, default=None, help="resize frames for f_G (changes its FLOPs)")
