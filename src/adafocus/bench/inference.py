@@ -425,6 +425,7 @@ def run(args: argparse.Namespace) -> int:
             args.plot,
             f"realised share of the FLOPs saving, {args.device}, "
             f"{torch.get_num_threads()} threads (solid: batch 1, hatched: batch {args.batch_size})",
+            device=args.device,
         )
         progress(f"wrote {chart}")
     if args.json:
