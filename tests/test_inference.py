@@ -100,6 +100,7 @@ def test_benchmark_cli_tiny(capsys):
             inner = r["in_forward_ms"]
             assert inner["f_G"] > 0 and inner["f_L"] > 0 and inner["f_G"] + inner["f_L"] <= inner["forward"]
             assert all(math.isfinite(r[k]) for k in ("flops_ratio", "speedup_bs1", "realised_batch", "overhead"))
+            assert 0 <= r["overhead_batch"] < 1
     assert main([*args[:2], "tiny_adafocus", *args[3:], "--ablate", "--no-breakdown"]) == 0
     text = capsys.readouterr().out
     assert "nchw" in text and "cl+bn" in text and "tiny_full" in text

@@ -241,6 +241,10 @@ def measure(jobs: list[tuple[dict, nn.Module]], args: argparse.Namespace, progre
         row["parts_ms"] = parts
         row["in_forward_ms"] = split_forward(model, x, device, args.warmup, args.repeats)
         row["overhead"] = row["in_forward_ms"]["other"] / row["in_forward_ms"]["forward"]
+        if args.batch_size > 1:  # the heads' weights are read once per step for the whole batch
+            xb = torch.randn(args.batch_size, *x.shape[1:], device=device, dtype=dtype)
+            inner = split_forward(model, xb, device, 1, max(1, args.repeats // 2))
+            row["overhead_batch"] = inner["other"] / inner["forward"]
 
 
 def _runner(model: nn.Module, setting: Setting | None, pool: Any = None) -> Callable[[torch.Tensor], Any]:
@@ -335,15 +339,18 @@ def print_tables(rows: list[dict[str, Any]], batch_size: int, out=None) -> None:
     if parts:
         names = list(parts[0]["parts_ms"])
         print("\nAdaFocus at batch 1, ms: each part timed alone | inside the forward (hooks): f_G, f_L, the rest "
-              "(policy + crop + classifier + glue); overhead = rest / forward; eager calls, also in +cg settings",
+              "(policy + crop + classifier + glue); overhead = rest / forward (@N: the same at the batch size); "
+              "eager calls, also in +cg settings",
               file=out)  # fmt: skip
         print(f"{'model':<20}{'setting':<14}" + "".join(f"{n:>11}" for n in names) + " |"
-              f"{'forward':>9}{'f_G':>8}{'f_L':>8}{'rest':>7}{'overhead':>10}", file=out)  # fmt: skip
+              f"{'forward':>9}{'f_G':>8}{'f_L':>8}{'rest':>7}{'overhead':>10}{f'@{batch_size}':>8}",
+              file=out)  # fmt: skip
         for r in parts:
             ms, inner = r["parts_ms"], r["in_forward_ms"]
             cells = "".join(f"{ms[n]:>11.2f}" for n in names)
+            at_batch = f(100 * r["overhead_batch"], ">7.2f") + "%" if "overhead_batch" in r else f(None, ">8.2f")
             tail = (f" |{inner['forward']:>9.1f}{inner['f_G']:>8.1f}{inner['f_L']:>8.1f}{inner['other']:>7.1f}"
-                    f"{100 * r['overhead']:>9.2f}%")  # fmt: skip
+                    f"{100 * r['overhead']:>9.2f}%{at_batch}")  # fmt: skip
             print(f"{r['model']:<20}{_setting(r):<14}{cells}{tail}", file=out)
 
 
