@@ -1,8 +1,8 @@
-"""Check that the fast inference path gives the CPU's answers on a GPU (fp32 and bf16).
+"""Check that the fast inference path gives the CPU's answers on a GPU (fp32, bf16 and fp16).
 
 For AdaFocus (P=128) and AdaFocus-TSM-144, random weights, random clips: the reference is the
 eager float32 model on the CPU; the GPU runs ``prepare_for_inference`` (channels_last, BN folding,
-optionally bf16) and ``infer``. Printed per model and precision:
+optionally bf16 / fp16) and ``infer``. Printed per model and precision:
 
 * ``actions``: share of pi's greedy patch choices equal to the CPU's (bf16 can flip near-ties);
 * ``rel.err``: ||logits - ref|| / ||ref||, with the CPU's patch locations forced, so that the
@@ -27,7 +27,7 @@ def check(name: str, model: torch.nn.Module, frames: torch.Tensor, device: str) 
     model.eval()
     ref = infer(model, frames)
     rows = []
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in (torch.float32, torch.bfloat16) + ((torch.float16,) if device == "cuda" else ()):
         fast = prepare_for_inference(copy.deepcopy(model).to(device), dtype=None if dtype == torch.float32 else dtype)
         x = frames.to(device)
         out = infer(fast, x)
