@@ -22,19 +22,22 @@ def test_benchmark_refuses_cuda_graphs_on_the_cpu(capsys):
     assert "--cuda-graphs needs --device cuda" in capsys.readouterr().err
 
 
-def _models():
+def _tiny(kind: str) -> torch.nn.Module:
+    """4-frame tiny models on 64x64 frames."""
     from test_tsm import tiny_tsm
 
-    yield "adafocus", tiny_model(), 4
-    yield "tsm", tiny_tsm(global_frames=2, local_frames=4), 4
-    yield "tsm_plus", TSMPlus(5, global_backbone="tiny_cnn", local_backbone="tiny_cnn", num_frames=4, input_size=64), 4
+    if kind == "adafocus":
+        return tiny_model()
+    if kind == "tsm":
+        return tiny_tsm(global_frames=2, local_frames=4)
+    return TSMPlus(5, global_backbone="tiny_cnn", local_backbone="tiny_cnn", num_frames=4, input_size=64)
 
 
 @cuda
 @pytest.mark.parametrize("kind", ["adafocus", "tsm", "tsm_plus"])
 def test_replay_matches_eager_on_new_inputs(kind):
-    model, t = next((m, t) for k, m, t in _models() if k == kind)
-    model = prepare_for_inference(model.cuda())
+    t = 4
+    model = prepare_for_inference(_tiny(kind).cuda())
     graphed = GraphedInfer(model)
     for _ in range(3):  # fresh inputs each time: the replay must read the new frames, not the captured ones
         frames = torch.randn(2, t, 3, 64, 64, device="cuda")
