@@ -159,6 +159,10 @@ def quantize_glance(
     ``calibration``: one ``(B, T, 3, H, W)`` tensor or an iterable of them (normalised like the
     model's inputs; a few dozen frames of real video). Works on AdaFocus, AdaFocusTSM and the
     full-frame TSMPlus baselines (anything with a ``global_cnn``); CPU only. Returns ``model``.
+
+    Each int8 convolution keeps oneDNN's prepared primitive for the input shape of its *first*
+    call; later calls with another shape work but prepare it again every time (~3.5-5 ms per call
+    for 16 frames of 224 px), so make the first call with the shape you will serve.
     """
     net = getattr(model, "global_cnn", None)
     if not isinstance(net, nn.Module):
