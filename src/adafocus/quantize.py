@@ -161,7 +161,7 @@ def quantize_glance(
     full-frame TSMPlus baselines (anything with a ``global_cnn``); CPU only. Returns ``model``.
 
     Each int8 convolution keeps oneDNN's prepared primitive for the input shape of its *first*
-    call; later calls with another shape work but prepare it again every time (~3.5-5 ms per call
+    call; later calls with another shape work but prepare it again every time (~3.5-5.5 ms per call
     for 16 frames of 224 px), so make the first call with the shape you will serve.
     """
     net = getattr(model, "global_cnn", None)
