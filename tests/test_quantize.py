@@ -9,7 +9,7 @@ from test_inference import _random_bn
 from torch import nn
 
 from adafocus.inference import infer, prepare_for_inference
-from adafocus.quantize import quantize_backbone, quantize_glance
+from adafocus.quantize import cpu_has_vnni, int8_weight_bits, quantize_backbone, quantize_glance
 from adafocus.tsm_model import TSMPlus
 
 
@@ -17,13 +17,17 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()
 
 
-def test_relu6_is_kept_through_int8():
+def _relu6_block() -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU6(), nn.Conv2d(16, 8, 1)).eval()
     with torch.no_grad():
         net[0].weight.mul_(30)  # most pre-activations land far above 6, so the clamp matters
-    x = torch.randn(8, 3, 16, 16)
-    q = quantize_backbone(net, [x[:4]])
+    return net, torch.randn(8, 3, 16, 16)
+
+
+def _check_int8_block(weight_bits: int | None) -> nn.Module:
+    net, x = _relu6_block()
+    q = quantize_backbone(net, [x[:4]], weight_bits=weight_bits)
     relu = copy.deepcopy(net)
     relu[2] = nn.ReLU()
     with torch.no_grad():
@@ -32,6 +36,42 @@ def test_relu6_is_kept_through_int8():
     assert _rel(out, ref) < 0.05  # int8 error only
     assert _rel(unclamped, ref) > 0.5  # what a plain ReLU swap would have given
     assert not any(isinstance(m, nn.Conv2d) and type(m) is nn.Conv2d for m in q.modules())  # all convs int8
+    return q
+
+
+def test_relu6_is_kept_through_int8():
+    """The scheme chosen for this CPU (7-bit weights without VNNI/AMX, 8-bit with) is accurate."""
+    q = _check_int8_block(None)
+    assert q.int8_weight_bits == int8_weight_bits() == (8 if cpu_has_vnni() else 7)
+
+
+def test_int8_with_7_bit_weights_is_right_on_every_cpu():
+    assert _check_int8_block(7).int8_weight_bits == 7
+
+
+@pytest.mark.skipif(not cpu_has_vnni(), reason="8-bit weights saturate int16 sums on x86 CPUs without VNNI/AMX")
+def test_int8_with_8_bit_weights_on_a_vnni_cpu():
+    assert _check_int8_block(8).int8_weight_bits == 8
+
+
+EPYC_FLAGS = "fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi1 bmi2 sha_ni vaes vpclmulqdq"
+
+
+@pytest.mark.parametrize(
+    ("flags", "bits"),
+    [(EPYC_FLAGS, 7), (EPYC_FLAGS + " avx512f avx512bw avx512_vnni", 8), (EPYC_FLAGS + " avx_vnni", 8),
+     (EPYC_FLAGS + " avx512f amx_tile amx_int8 amx_bf16", 8), (EPYC_FLAGS + " avx512f avx512bw", 7)],
+)  # fmt: skip
+def test_int8_weight_bits_follow_the_cpu_flags(flags, bits):
+    cpuinfo = f"processor\t: 0\nvendor_id\t: X\nflags\t\t: {flags}\nbugs\t\t: none\n"
+    assert int8_weight_bits(cpuinfo) == bits
+    assert int8_weight_bits("no flags line here") == 7  # unknown CPU: the scheme that is right everywhere
+
+
+def test_weight_bits_is_checked():
+    net, x = _relu6_block()
+    with pytest.raises(ValueError, match="weight_bits must be 7 or 8"):
+        quantize_backbone(net, [x], weight_bits=4)
 
 
 def test_quantize_glance_adafocus_close_and_f_l_untouched():

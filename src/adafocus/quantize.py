@@ -10,7 +10,14 @@ their precision (``quantize_recurrent_heads`` in :mod:`adafocus.inference` cover
 The conversion uses PyTorch's FX graph-mode quantization: conv + BN + activation are fused,
 activation ranges come from calibration frames (a few dozen real frames are enough), weights are
 quantized per channel. MobileNet-V2's ReLU6 is kept exactly: it becomes a fused conv + ReLU whose
-output range is capped at 6, so int8 saturation performs the clamp.
+output range is capped at 6, so int8 saturation performs the clamp; activations therefore keep
+all 8 bits on every engine (PyTorch's x86/fbgemm defaults use 7, which would move that cap to 12).
+
+On x86 CPUs without VNNI/AMX (AVX2-only Intel, AMD Zen 1-3) oneDNN and fbgemm multiply u8 x s8
+with ``vpmaddubsw``, whose int16 sum of two products saturates beyond 32767: with 8-bit weights
+(up to 2 x 255 x 127) the outputs came out wrong (relative error 0.26 on a test block). There
+weights use 7 bits, [-64, 63] (2 x 255 x 64 fits), chosen from the CPU's flags by
+:func:`int8_weight_bits`; with VNNI/AMX the products accumulate in 32 bits and weights keep 8.
 
     model = prepare_for_inference(model)                    # fold BN, channels_last, ...
     quantize_glance(model, calibration_clips)               # (B, T, 3, H, W) tensors
@@ -25,12 +32,42 @@ from collections.abc import Iterable
 
 import torch
 from torch import fx, nn
-from torch.ao.quantization import MinMaxObserver, get_default_qconfig_mapping
+from torch.ao.quantization import (
+    HistogramObserver,
+    MinMaxObserver,
+    PerChannelMinMaxObserver,
+    QConfig,
+    QConfigMapping,
+    get_default_qconfig_mapping,
+)
 from torch.ao.quantization.observer import ObserverBase
 
 from .inference import quantized_engine
 
 ENGINES = ("onednn", "x86", "fbgemm")
+#: /proc/cpuinfo flags of an int8 dot product that accumulates in 32 bits (no int16 saturation)
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_has_vnni(cpuinfo: str | None = None) -> bool:
+    """True if the CPU has an int8 dot product that accumulates in 32 bits (VNNI or AMX), from
+    /proc/cpuinfo's flags (``cpuinfo``: that file's text, for tests). False where the flags cannot
+    be read: the 7-bit weights this answer then selects are correct on every CPU, only coarser."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return any(flag in line.split(":", 1)[-1].split() for flag in VNNI_FLAGS)
+    return False
+
+
+def int8_weight_bits(cpuinfo: str | None = None) -> int:
+    """Bits of the int8 weights that are exact on this CPU: 8 with VNNI/AMX, else 7 (see the module doc)."""
+    return 8 if cpu_has_vnni(cpuinfo) else 7
 
 
 class _ReLU6Observer(MinMaxObserver):
@@ -95,21 +132,44 @@ def _cap_observers(prepared: fx.GraphModule, relu6_modules: set[str]) -> int:
     return n
 
 
-def quantize_backbone(net: nn.Module, calibration: Iterable[torch.Tensor], *, engine: str = "onednn") -> fx.GraphModule:
+def quantize_backbone(
+    net: nn.Module,
+    calibration: Iterable[torch.Tensor],
+    *,
+    engine: str = "onednn",
+    weight_bits: int | None = None,
+) -> fx.GraphModule:
     """An int8 copy of ``net`` (a CNN on ``(N, 3, H, W)``), calibrated on ``calibration`` batches.
 
     ``net`` must be symbolically traceable (torchvision / tiny backbones are). Its BN layers may
     be unfolded (they are fused here) or already folded by ``prepare_for_inference``.
+    ``weight_bits``: 8 or 7 (default: what is exact on this CPU, :func:`int8_weight_bits`).
+    The result's ``int8_weight_bits`` records the choice.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r}: choose one of {ENGINES}")
     if engine not in torch.backends.quantized.supported_engines:
         raise RuntimeError(f"quantized engine {engine!r} is not available in this PyTorch build")
+    weight_bits = int8_weight_bits() if weight_bits is None else weight_bits
+    if weight_bits not in (7, 8):
+        raise ValueError(f"weight_bits must be 7 or 8, got {weight_bits!r}")
     with quantized_engine(engine):
-        return _quantize(net, calibration, engine)
+        return _quantize(net, calibration, engine, weight_bits)
 
 
-def _quantize(net: nn.Module, calibration: Iterable[torch.Tensor], engine: str) -> fx.GraphModule:
+def _qconfig_mapping(engine: str, weight_bits: int) -> QConfigMapping:
+    """PyTorch's default mapping for ``engine`` with 8-bit activations and ``weight_bits`` weights."""
+    weight = PerChannelMinMaxObserver.with_args(
+        dtype=torch.qint8,
+        qscheme=torch.per_channel_symmetric,
+        quant_min=-(2 ** (weight_bits - 1)),
+        quant_max=2 ** (weight_bits - 1) - 1,
+    )
+    activation = HistogramObserver.with_args(reduce_range=False)
+    return get_default_qconfig_mapping(engine).set_global(QConfig(activation=activation, weight=weight))
+
+
+def _quantize(net: nn.Module, calibration: Iterable[torch.Tensor], engine: str, weight_bits: int) -> fx.GraphModule:
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     num_features = getattr(net, "num_features", None)
@@ -122,7 +182,7 @@ def _quantize(net: nn.Module, calibration: Iterable[torch.Tensor], engine: str) 
         raise ValueError("quantize_backbone: calibration gave no batch; pass at least one (N, 3, H, W) tensor")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FX quantization's deprecation notice (moved to torchao)
-        prepared = prepare_fx(gm, get_default_qconfig_mapping(engine), (first.float(),))
+        prepared = prepare_fx(gm, _qconfig_mapping(engine, weight_bits), (first.float(),))
         capped = _cap_observers(prepared, relu6)
         if capped != n_relu6:  # a ReLU6 left unfused would run as a plain ReLU: wrong, not just slow
             raise RuntimeError(f"int8: {n_relu6} ReLU6 layers but {capped} fused conv+ReLU outputs were capped")
@@ -132,6 +192,7 @@ def _quantize(net: nn.Module, calibration: Iterable[torch.Tensor], engine: str) 
         q = convert_fx(prepared)
     if num_features is not None:
         q.num_features = num_features
+    q.int8_weight_bits = weight_bits
     return q
 
 
@@ -152,13 +213,18 @@ def _glance_inputs(model: nn.Module, clips: Iterable[torch.Tensor]) -> Iterable[
 
 
 def quantize_glance(
-    model: nn.Module, calibration: torch.Tensor | Iterable[torch.Tensor], *, engine: str = "onednn"
+    model: nn.Module,
+    calibration: torch.Tensor | Iterable[torch.Tensor],
+    *,
+    engine: str = "onednn",
+    weight_bits: int | None = None,
 ) -> nn.Module:
     """Replace ``model.global_cnn`` (f_G) by its int8 version, calibrated on ``calibration`` clips.
 
     ``calibration``: one ``(B, T, 3, H, W)`` tensor or an iterable of them (normalised like the
     model's inputs; a few dozen frames of real video). Works on AdaFocus, AdaFocusTSM and the
     full-frame TSMPlus baselines (anything with a ``global_cnn``); CPU only. Returns ``model``.
+    ``weight_bits``: 8 or 7 (default: what is exact on this CPU, see :func:`int8_weight_bits`).
 
     Each int8 convolution keeps oneDNN's prepared primitive for the input shape of its *first*
     call; later calls with another shape work but prepare it again every time (~3.5-5.5 ms per call
@@ -171,5 +237,5 @@ def quantize_glance(
         raise ValueError("quantize_glance: int8 f_G runs on CPU only; move the model to CPU first")
     clips = [calibration] if isinstance(calibration, torch.Tensor) else calibration
     with torch.no_grad():
-        model.global_cnn = quantize_backbone(net, _glance_inputs(model, clips), engine=engine)
+        model.global_cnn = quantize_backbone(net, _glance_inputs(model, clips), engine=engine, weight_bits=weight_bits)
     return model
