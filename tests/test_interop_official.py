@@ -185,7 +185,7 @@ def test_safe_loading_allow_list(gfv, tmp_path):
     res = convert_official_checkpoint(tmp_path / "ok.pth.tar", input_size=SIZE)  # patch_size from args
     assert res.config["patch_size"] == P
     torch.save({"model_state_dict": {}, "evil": Trap()}, tmp_path / "evil.pth.tar")
-    with pytest.raises(ValueError, match=r"refusing.*Trap"):
+    with pytest.raises(ValueError, match=r"evil.pth.tar: refused.*Trap"):
         load_official_checkpoint(tmp_path / "evil.pth.tar")
     assert not Trap.ran
     with pytest.raises(FileNotFoundError, match="missing.pth.tar"):

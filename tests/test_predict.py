@@ -1,6 +1,5 @@
 import argparse
 import json
-import pickle
 
 import numpy as np
 import pytest
@@ -13,7 +12,10 @@ from adafocus.data.encode import write_video
 from adafocus.data.sampling import tsn_indices
 from adafocus.data.sources import VideoSource
 from adafocus.data.transforms import apply_clip_transform, build_transform
-from adafocus.predict import is_lightning_predict, load_model, predict_video
+from adafocus import CheckpointError, load_model
+from adafocus.cli.predict import POLICIES as CLI_POLICIES
+from adafocus.cli.predict import is_lightning_predict
+from adafocus.predict import POLICIES, predict_video
 
 
 def _video(path, n=20, h=72, w=96, seed=0):
@@ -83,24 +85,24 @@ def test_text_output_labels_and_num_frames(files, capsys, tmp_path):
 def test_stage_checkpoint_and_adafocus_plus(tmp_path, capsys):
     model = tiny_model(num_classes=4, skip_policy=True)
     ckpt = tmp_path / "stage.ckpt"
-    torch.save(
-        {
-            "adafocus_config": model.config,
-            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()} | {"other.x": torch.zeros(1)},
-            "hyper_parameters": {"ns": argparse.Namespace(a=1)},  # not weights_only-loadable, like Lightning's
-            "datamodule_hyper_parameters": {"num_frames": 6, "scale_size": 80},
-        },
-        ckpt,
-    )
+    stage = {
+        "adafocus_config": model.config,
+        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()} | {"other.x": torch.zeros(1)},
+        "hyper_parameters": {"lr": 0.1, "_class_path": "adafocus.training.FinetuneStage"},  # plain, like ours
+        "datamodule_hyper_parameters": {"num_frames": 6, "scale_size": 80},
+    }
+    torch.save(stage, ckpt)
     loaded = load_model(ckpt)
-    assert loaded.eval_data == {"num_frames": 6, "scale_size": 80} and not loaded.training
+    assert (loaded.preprocess.num_frames, loaded.preprocess.scale_size) == (6, 80) and not loaded.training
     from adafocus.training.export import export_checkpoint, load_exported
 
     exported = export_checkpoint(ckpt, tmp_path / "exported.pt")  # keeps the clip settings for predict
     reloaded = load_exported(exported)
-    assert load_model(exported).eval_data == loaded.eval_data == reloaded.eval_data and reloaded.training
-    with pytest.raises(pickle.UnpicklingError):  # load_exported stays weights_only: no full unpickling
-        load_exported(ckpt)
+    assert load_model(exported).preprocess == loaded.preprocess == reloaded.preprocess and reloaded.training
+    torch.save({**stage, "hyper_parameters": {"ns": argparse.Namespace(a=1)}}, tmp_path / "objects.ckpt")
+    with pytest.raises(CheckpointError, match=r"objects\.ckpt: refused.*argparse\.Namespace.*trust=True"):
+        load_model(tmp_path / "objects.ckpt")  # a file that needs unpickling needs an explicit opt-in
+    assert load_model(tmp_path / "objects.ckpt", trust=True).preprocess == loaded.preprocess
     video = _video(tmp_path / "v.mp4", n=9)
     rc, out, err = _run(capsys, video, "--checkpoint", str(ckpt), "--json", "--policy", "learned")
     assert rc == 0, err
@@ -169,6 +171,7 @@ def test_video_scope_model_and_wrong_num_frames(tmp_path, capsys):
 
 
 def test_lightning_routing_rule():
+    assert CLI_POLICIES == POLICIES  # the command line's choices, written without importing torch
     assert is_lightning_predict(["--config", "x.yaml"]) and is_lightning_predict(["-c", "x.yaml"])
     assert is_lightning_predict(["--trainer.accelerator=cpu"]) and is_lightning_predict(["--ckpt_path", "x"])
     assert not is_lightning_predict(["video.mp4", "--checkpoint", "m.pt", "--device", "cpu", "--delimiter", ","])

@@ -1,29 +1,90 @@
-"""adafocus: spatially adaptive, efficient video recognition (AdaFocus, ICCV 2021)."""
+"""adafocus: spatially adaptive, efficient video recognition (AdaFocus, ICCV 2021).
 
-from .backbones import create_backbone, list_backbones, register_backbone
-from .crop import candidate_grid, crop_patches, pixel_offsets
-from .flops import count_flops
-from .model import AdaFocus, AdaFocusOutput, StepOutput, StreamState
-from .policy import PolicyNetwork
-from .tsm_model import AdaFocusTSM, TSMPlus
-from .zoo import create_model, list_models
+The names below are imported on first use, so that ``import adafocus`` (and the ``adafocus``
+command's ``--help``) does not pay for torch until a model is touched.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "AdaFocus": "model",
+    "AdaFocusOutput": "model",
+    "StepOutput": "model",
+    "StreamState": "model",
+    "AdaFocusTSM": "tsm_model",
+    "TSMPlus": "tsm_model",
+    "PolicyNetwork": "policy",
+    "candidate_grid": "crop",
+    "crop_patches": "crop",
+    "pixel_offsets": "crop",
+    "count_flops": "flops",
+    "create_backbone": "backbones",
+    "list_backbones": "backbones",
+    "register_backbone": "backbones",
+    "create_model": "zoo",
+    "list_models": "zoo",
+    "CheckpointError": "errors",
+    "load_model": "checkpoint",
+    "save_model": "checkpoint",
+    "register_model_class": "checkpoint",
+    "Preprocess": "preprocess",
+    "infer": "inference",
+    "prepare_for_inference": "inference",
+}
 __all__ = [
     "AdaFocus",
     "AdaFocusOutput",
     "AdaFocusTSM",
+    "CheckpointError",
     "PolicyNetwork",
+    "Preprocess",
     "StepOutput",
     "StreamState",
     "TSMPlus",
     "candidate_grid",
     "count_flops",
-    "create_model",
     "create_backbone",
+    "create_model",
     "crop_patches",
+    "infer",
     "list_backbones",
     "list_models",
+    "load_model",
     "pixel_offsets",
+    "prepare_for_inference",
     "register_backbone",
+    "register_model_class",
+    "save_model",
 ]
-__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'adafocus' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:
+    from .backbones import create_backbone, list_backbones, register_backbone
+    from .checkpoint import load_model, register_model_class, save_model
+    from .crop import candidate_grid, crop_patches, pixel_offsets
+    from .errors import CheckpointError
+    from .flops import count_flops
+    from .inference import infer, prepare_for_inference
+    from .model import AdaFocus, AdaFocusOutput, StepOutput, StreamState
+    from .policy import PolicyNetwork
+    from .preprocess import Preprocess
+    from .tsm_model import AdaFocusTSM, TSMPlus
+    from .zoo import create_model, list_models

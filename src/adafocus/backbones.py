@@ -227,15 +227,20 @@ def _rename(sd: dict[str, torch.Tensor], mapping: Mapping[str, str], source: str
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state_dict from a local file safely (``weights_only``), unwrapping common wrappers."""
+    """Read a state_dict from a local file safely (``weights_only``, :func:`adafocus.checkpoint.read_checkpoint`),
+    unwrapping common wrappers; a bad file raises :class:`~adafocus.CheckpointError` naming it."""
+    from .checkpoint import CheckpointError, read_checkpoint
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    obj = read_checkpoint(path, what="weights file")
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]

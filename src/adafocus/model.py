@@ -141,6 +141,7 @@ class AdaFocus(nn.Module):
         self.reuse_global = reuse_global
         self.policy_scope = policy_scope
         self.num_frames = num_frames
+        self.clip_frames = num_frames if policy_scope == "video" else None  # T a clip must have (None: any)
         self.gaussian_sigma = gaussian_sigma
 
         self.global_cnn = create_backbone(global_backbone, weights=global_weights)
@@ -382,11 +383,6 @@ class AdaFocus(nn.Module):
             )
         if not frames.is_floating_point():
             raise ValueError(f"frames must be a floating-point tensor, got {frames.dtype}")
-
-
-def strip_model_prefix(state_dict: dict[str, Any]) -> dict[str, Any]:
-    """The ``AdaFocus`` entries of a stage module's ``state_dict`` (its ``model.*`` keys), unprefixed."""
-    return {k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")}
 
 
 def _check_positive(**kwargs: int) -> None:

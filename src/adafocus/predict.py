@@ -19,99 +19,41 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
+from .checkpoint import CheckpointError, load_model
+from .fixed_policies import FIXED_POLICIES
 from .inference import first_parameter
-from .model import AdaFocus, strip_model_prefix
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, preprocess_for
 
-DEFAULT_NUM_FRAMES = 16
+__all__ = ["clip_preprocess", "collect_inputs", "load_model", "predict_video", "read_clip", "run_predict"]
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv")
 LIST_EXTENSIONS = (".txt", ".lst", ".list", ".csv", ".tsv")
-POLICIES = ("learned", "random", "centre", "gaussian")
+POLICIES = ("learned", *FIXED_POLICIES)
 
 
-# ---- loading ---------------------------------------------------------------------------------
-def _torch_load(path: str) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights_only" not in str(e).lower() and "weights only" not in str(e).lower():
-            raise ValueError(f"not a PyTorch checkpoint ({str(e).splitlines()[0]})") from None
-        # a Lightning stage checkpoint whose hyper-parameters hold more than tensors and plain types
-        # (as `adafocus export` does, this trusts the file: only load checkpoints you wrote yourself)
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, KeyError, ValueError, IndexError, AttributeError) as e:
-        why = str(e).splitlines()[0] if str(e) else ""
-        raise ValueError(f"not a PyTorch checkpoint ({type(e).__name__}: {why})") from None
-
-
-def eval_settings(hparams: object) -> dict[str, int]:
-    """``num_frames`` / ``scale_size`` from a data module's hyper-parameters (those that are ints)."""
-    hparams = hparams if isinstance(hparams, Mapping) else {}
-    return {k: int(hparams[k]) for k in ("num_frames", "scale_size") if isinstance(hparams.get(k), int)}
-
-
-def load_model(path: str | os.PathLike) -> AdaFocus:
-    """Rebuild the :class:`AdaFocus` saved in ``path``, in eval mode on the CPU.
-
-    Accepts a stage checkpoint (``.ckpt`` with ``adafocus_config``), an ``adafocus export`` file or
-    an ``adafocus convert-official`` file (``{config, state_dict}``); the weights must match the
-    architecture exactly. When the file records its data module's settings (stage checkpoints,
-    export files), ``model.eval_data`` holds the ``num_frames`` / ``scale_size`` it was evaluated
-    with, which :func:`predict_video` uses as defaults.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return model_from_checkpoint(_torch_load(path), path).eval()
-
-
-def model_from_checkpoint(obj: Any, path: str | os.PathLike) -> AdaFocus:
-    """The :class:`AdaFocus` in a loaded checkpoint dictionary (see :func:`load_model`; ``path``
-    names the file in errors); its mode is left as built (training)."""
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a checkpoint dictionary, got {type(obj).__name__}")
-    if "adafocus_config" in obj and "state_dict" in obj:  # stage checkpoint
-        config = obj["adafocus_config"]
-        sd = strip_model_prefix(obj["state_dict"])
-    elif "config" in obj and "state_dict" in obj:  # adafocus export / convert-official
-        config, sd = obj["config"], obj["state_dict"]
-    else:
-        raise ValueError(
-            f"{path} has no architecture config ('adafocus_config' or 'config'): pass a stage checkpoint, "
-            "an `adafocus export` file or an `adafocus convert-official` file"
-        )
-    model = AdaFocus(**dict(config))
-    model.load_state_dict(sd, strict=True)
-    model.eval_data = eval_settings(obj.get("eval_data") or obj.get("datamodule_hyper_parameters"))
-    return model
-
-
-def default_num_frames(model: AdaFocus) -> int:
-    """T: the model's own ``num_frames`` (AdaFocus-TSM), else its training data's, else 16."""
-    if getattr(model, "num_frames", None):
-        return int(model.num_frames)
-    return int(getattr(model, "eval_data", {}).get("num_frames") or DEFAULT_NUM_FRAMES)
-
-
-def default_scale_size(model: AdaFocus) -> int:
-    """Shorter side before the centre crop: its training data's, else ``input_size * 256/224``."""
-    recorded = getattr(model, "eval_data", {}).get("scale_size")
-    if recorded and recorded >= model.input_size:
-        return int(recorded)
-    return int(round(model.input_size * 256 / 224))
+# ---- loading ----------------------------------------------------------------------------------
+def clip_preprocess(model: nn.Module) -> Preprocess:
+    """How ``model`` is fed: what its file recorded (``model.preprocess``), completed from the model."""
+    return preprocess_for(model, getattr(model, "preprocess", None))
 
 
 # ---- one video -------------------------------------------------------------------------------
 def read_clip(
-    path: str | os.PathLike, *, num_frames: int, input_size: int, scale_size: int | None = None
+    path: str | os.PathLike,
+    *,
+    num_frames: int,
+    input_size: int,
+    scale_size: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> tuple[torch.Tensor, list[int], int]:
     """Decode ``num_frames`` TSN evaluation frames of a video file, transformed for the model.
 
@@ -133,7 +75,9 @@ def read_clip(
             total = clip.num_frames
         finally:
             clip.close()
-        frames = apply_clip_transform(build_transform(train=False, input_size=input_size, scale_size=scale_size), raw)
+        frames = apply_clip_transform(
+            build_transform(train=False, input_size=input_size, scale_size=scale_size, mean=mean, std=std), raw
+        )
     except DataError:
         raise
     except (OSError, RuntimeError, ValueError) as e:  # anything else a broken file can provoke
@@ -142,7 +86,7 @@ def read_clip(
 
 
 def predict_video(
-    model: AdaFocus,
+    model: nn.Module,
     path: str | os.PathLike,
     *,
     num_frames: int | None = None,
@@ -156,14 +100,16 @@ def predict_video(
     """Classify one video file and report where the model looked.
 
     Args:
-        model: an :class:`AdaFocus` (e.g. from :func:`load_model`); it runs in eval mode under
-            ``torch.inference_mode`` on its own device, and its train/eval modes are restored after.
+        model: an :class:`~adafocus.AdaFocus` or :class:`~adafocus.AdaFocusTSM` (e.g. from
+            :func:`load_model`); it runs in eval mode under ``torch.inference_mode`` on its own
+            device, and its train/eval modes are restored after.
         path: a video file PyAV can decode, of any length.
-        num_frames: T (default :func:`default_num_frames`).
+        num_frames: T (default: the model's preprocessing, :func:`clip_preprocess`).
         topk: how many classes to report.
         policy: ``"learned"`` or a fixed baseline ``"random" | "centre" | "gaussian"``.
-        scale_size: shorter side before the centre crop (default :func:`default_scale_size`).
-        class_names: names by class index (the ``"name"`` fields; ``None`` where missing).
+        scale_size: shorter side before the centre crop (default: the model's preprocessing).
+        class_names: names by class index (the ``"name"`` fields; default ``model.class_names``;
+            ``None`` where missing).
         seed: seeds the random / gaussian policies, so results are reproducible.
         return_frames: add ``"frames"``: the model's input as uint8 ``(T, H, W, 3)`` (for drawing).
 
@@ -176,10 +122,14 @@ def predict_video(
         raise ValueError(f"topk must be >= 1, got {topk}")
     if policy not in (*POLICIES, "center"):
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
-    t = int(num_frames or default_num_frames(model))
-    frames, indices, total = read_clip(
-        path, num_frames=t, input_size=model.input_size, scale_size=scale_size or default_scale_size(model)
-    )
+    if not hasattr(model, "patch_size"):
+        raise ValueError(f"predict_video needs a model that picks patches; {type(model).__name__} has none")
+    pre = clip_preprocess(model)
+    t = int(num_frames or pre.num_frames)
+    frames, indices, total = read_clip(path, num_frames=t, input_size=pre.input_size,
+                                       scale_size=scale_size or pre.scale_size, mean=pre.mean, std=pre.std)  # fmt: skip
+    if class_names is None:
+        class_names = getattr(model, "class_names", None)
     param = first_parameter(model)
     device = param.device if param is not None else torch.device("cpu")
     modes = {m: m.training for m in model.modules()}
@@ -213,7 +163,7 @@ def predict_video(
     if return_frames:
         from .viz import denormalise
 
-        result["frames"] = denormalise(frames)
+        result["frames"] = denormalise(frames, pre.mean, pre.std)
     return result
 
 
@@ -375,7 +325,7 @@ def _read_names(path: str) -> list[str]:
     return names
 
 
-def _speed_up(model: AdaFocus, items: list[_Item], args: argparse.Namespace) -> str | None:
+def _speed_up(model: nn.Module, items: list[_Item], args: argparse.Namespace) -> str | None:
     """``--fast`` / ``--int8-glance``: tune ``model`` in place; an error message, or None."""
     from .data.errors import DataError
     from .inference import keep_freed_memory, prepare_for_inference
@@ -394,12 +344,14 @@ def _speed_up(model: AdaFocus, items: list[_Item], args: argparse.Namespace) -> 
         keep_freed_memory()
     if not args.int8_glance:
         return None
-    t = int(args.num_frames or default_num_frames(model))
-    scale = args.scale_size or default_scale_size(model)
+    pre = clip_preprocess(model)
+    t = int(args.num_frames or pre.num_frames)
+    scale = args.scale_size or pre.scale_size
     clips = []
     for item in items[: args.int8_glance]:
         try:
-            clips.append(read_clip(item.path, num_frames=t, input_size=model.input_size, scale_size=scale)[0])
+            clips.append(read_clip(item.path, num_frames=t, input_size=pre.input_size, scale_size=scale,
+                                   mean=pre.mean, std=pre.std)[0])  # fmt: skip
         except DataError:
             continue  # reported when it is predicted
     if not clips:
@@ -427,10 +379,14 @@ def run_predict(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as e:
             return fail(f"cannot read --labels {args.labels}: {e}")
     try:
-        model = load_model(args.checkpoint)
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
-        return fail(f"cannot load {args.checkpoint}: {e}")
-    if names is not None and len(names) != model.num_classes:
+        model = load_model(args.checkpoint, trust=args.trust_checkpoint)
+    except CheckpointError as e:
+        return fail(str(e))
+    if not hasattr(model, "patch_size"):
+        return fail(f"{args.checkpoint}: a {type(model).__name__} picks no patches; predict needs an AdaFocus model")
+    if names is None:
+        names = model.class_names
+    elif len(names) != model.num_classes:
         print(f"adafocus predict: warning: {args.labels} has {len(names)} names for {model.num_classes} classes",
               file=sys.stderr)  # fmt: skip
     try:
@@ -488,76 +444,3 @@ def run_predict(args: argparse.Namespace) -> int:
     if failed and len(items) + len(errors) > 1:
         print(f"adafocus predict: {failed} of {len(items) + len(errors)} inputs failed", file=sys.stderr)
     return 1 if failed else 0
-
-
-LIGHTNING_PREDICT_FLAGS = ("--config", "--model", "--data", "--trainer", "--ckpt_path", "--print_config",
-                           "--seed_everything", "--return_predictions", "--optimizer", "--lr_scheduler")  # fmt: skip
-
-
-def is_lightning_predict(args: Sequence[str]) -> bool:
-    """``adafocus predict ARGS`` goes to LightningCLI when ARGS hold one of its flags (``-c``,
-    ``--config``, ``--model``, ``--data``, ``--trainer``, ``--ckpt_path``, ...); otherwise it is
-    the video predictor."""
-    return any(a == "-c" or a.split("=", 1)[0].split(".", 1)[0] in LIGHTNING_PREDICT_FLAGS for a in args)
-
-
-def add_predict_parser(sub: Any) -> None:
-    """Register ``adafocus predict`` (the video predictor) on an argparse sub-parser collection."""
-    p = sub.add_parser(
-        "predict",
-        help="classify video files with a trained model; print top-k classes and patch boxes",
-        description=(
-            "Classify a video file, every video in a folder, or the videos of a list file (TSN lines "
-            "'path num_frames label' or one path per line) with a trained AdaFocus; print the top-k "
-            "classes and the patch chosen in each frame. Exit code 1 if any input failed. "
-            "Lightning's batch prediction over a data module is still available: an argument -c, "
-            "--config, --model, --data, --trainer or --ckpt_path sends `adafocus predict` to LightningCLI "
-            "(e.g. `adafocus predict --config CFG.yaml --ckpt_path X.ckpt`)."
-        ),
-    )
-    p.add_argument("input", metavar="VIDEO_OR_LIST_OR_DIR", help="a video file, a folder of videos or a list file")
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        help="stage checkpoint (.ckpt), `adafocus export` file or `adafocus convert-official` file",
-    )
-    p.add_argument("--topk", type=int, default=5, help="classes to report (default 5)")
-    p.add_argument(
-        "--num-frames",
-        type=int,
-        default=None,
-        help="T frames sampled per video (default: the model's / its training data's, else 16)",
-    )
-    p.add_argument(
-        "--scale-size",
-        type=int,
-        default=None,
-        help="shorter side before the centre crop (default: the training data's, else input*256/224)",
-    )
-    p.add_argument("--policy", choices=POLICIES, default="learned", help="patch policy (fixed ones for comparison)")
-    p.add_argument("--labels", help="class names, one per line (line i = class i)")
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per input, instead of text")
-    p.add_argument("--visualize", metavar="OUT_DIR", help="write NAME.png (frame strip) and NAME.gif with the boxes")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument(
-        "--fast",
-        action="store_true",
-        help="fold BN into convolutions, channels_last; on the CPU also keep freed memory and run ResNets in "
-        "oneDNN's blocked layout; same results up to rounding",
-    )
-    p.add_argument(
-        "--int8-glance",
-        type=int,
-        default=None,
-        metavar="N",
-        help="int8 f_G calibrated on the first N inputs (implies --fast; CPU; ~3x faster f_G, results may "
-        "move slightly)",
-    )
-    p.add_argument(
-        "--root",
-        default=None,
-        help="prefix for relative paths in a list (default: as given if it exists, else the list's folder)",
-    )
-    p.add_argument("--delimiter", default=" ", help="field separator of a list file (default: whitespace)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random / gaussian policies")  # fmt: skip
-    p.set_defaults(func=run_predict)

@@ -91,6 +91,7 @@ class AdaFocusTSM(nn.Module):
         self.input_size, self.glance_size = input_size, glance_size
         self.global_frames, self.local_frames = global_frames, local_frames
         self.num_frames = global_frames  # pi's input stacks this many feature maps (flops.py reads it)
+        self.clip_frames = local_frames  # T a clip must have
         self.gaussian_sigma = gaussian_sigma
         self.reuse_global = True
         self.global_cnn = create_backbone(global_backbone, weights=global_weights)
@@ -246,12 +247,15 @@ class TSMPlus(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
+        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.num_classes = num_classes
         self.global_cnn = create_backbone(global_backbone) if global_backbone else None
         self.local_cnn = create_backbone(local_backbone)
         for net in (self.global_cnn, self.local_cnn):
             if net is not None:
                 set_num_frames(net, num_frames)
         self.num_frames, self.input_size = num_frames, input_size
+        self.clip_frames = num_frames  # the temporal shift needs clips of exactly this length
         dim = self.local_cnn.num_features + (self.global_cnn.num_features if self.global_cnn is not None else 0)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(dim, num_classes)

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+
 SKIP_COLOUR = (150, 150, 150)  # AdaFocus+ frames where f_L did not run: dashed grey box
 DASH = 4  # dash and gap length (pixels) of skipped-frame boxes
 
@@ -48,19 +50,17 @@ def _as_frames(frames: Any, what: str = "frames") -> np.ndarray:
     return arr
 
 
-def denormalise(frames: torch.Tensor) -> np.ndarray:
-    """Undo the ImageNet normalisation of ``(T, 3, H, W)`` float frames: uint8 ``(T, H, W, 3)``.
-
-    Uses the mean/std of :mod:`adafocus.data.transforms`; any leading dimensions are kept
-    (``(B, T, 3, H, W)`` gives ``(B, T, H, W, 3)``).
+def denormalise(
+    frames: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> np.ndarray:
+    """Undo the normalisation (ImageNet's by default) of ``(T, 3, H, W)`` float frames: uint8
+    ``(T, H, W, 3)``; any leading dimensions are kept (``(B, T, 3, H, W)`` gives ``(B, T, H, W, 3)``).
     """
-    from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
-
     x = torch.as_tensor(frames).detach().float().cpu()
     if x.dim() < 3 or x.shape[-3] != 3:
         raise ValueError(f"frames must be (..., 3, H, W), got shape {tuple(x.shape)}")
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    mean = torch.tensor(list(mean)).view(3, 1, 1)
+    std = torch.tensor(list(std)).view(3, 1, 1)
     x = (x * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8)
     return x.movedim(-3, -1).contiguous().numpy()
 

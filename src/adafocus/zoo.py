@@ -9,7 +9,6 @@ an adafocus state_dict / converted file or an official AdaFocus checkpoint (conv
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +16,9 @@ from typing import Any
 
 import torch
 
+from .checkpoint import CheckpointError
 from .model import AdaFocus
+from .preprocess import Preprocess, preprocess_for
 from .tsm_model import AdaFocusTSM
 
 
@@ -40,6 +41,12 @@ class ZooEntry:
     tsm: bool = False  # built as AdaFocusTSM (temporal shift, 8 f_G + 12 f_L frames, one patch per video)
 
     @property
+    def preprocess(self) -> Preprocess:
+        """Evaluation preprocessing: T frames (f_L's 12 for AdaFocus-TSM), 256 -> 224 centre crop, ImageNet."""
+        size = int(self.model_kwargs.get("input_size", 224))
+        return Preprocess(num_frames=self.local_frames or self.frames, input_size=size)
+
+    @property
     def patch_size(self) -> int:
         return int(self.model_kwargs["patch_size"])
 
@@ -49,10 +56,12 @@ class ZooEntry:
         return f"{kw.get('global_backbone', 'mobilenet_v2')}+{kw.get('local_backbone', 'resnet50')}"
 
     def build(self, **overrides: Any) -> AdaFocus | AdaFocusTSM:
-        """A randomly initialised model with this architecture (``overrides`` win)."""
-        if self.tsm:
-            return AdaFocusTSM(**{**self.model_kwargs, **overrides})
-        return AdaFocus(**{**self.model_kwargs, **overrides})
+        """A randomly initialised model with this architecture (``overrides`` win), carrying the
+        entry's ``preprocess`` (kept by :func:`adafocus.save_model`)."""
+        cls = AdaFocusTSM if self.tsm else AdaFocus
+        model = cls(**{**self.model_kwargs, **overrides})
+        model.preprocess = preprocess_for(model, self.preprocess)
+        return model
 
 
 _MN2_RN50 = dict(global_backbone="mobilenet_v2", local_backbone="resnet50", grid_size=7, classifier="gru")
@@ -141,8 +150,11 @@ def _read_weights(weights: Any, entry: ZooEntry) -> tuple[dict[str, torch.Tensor
     if isinstance(weights, Mapping):
         return dict(weights), "the given state_dict"
     try:
-        return load_state_dict_file(weights), str(weights)
-    except Exception:  # an official checkpoint (non-tensor objects, GFV layout): convert it
+        sd = load_state_dict_file(weights)
+        if not any(k.startswith(("glancer.", "focuser.")) for k in sd):
+            return sd, str(weights)
+        ckpt = {"model_state_dict": sd}  # an official GFV state_dict saved bare
+    except CheckpointError:  # official checkpoints hold argparse / numpy objects: read with their allow-list
         ckpt = load_official_checkpoint(weights)
     kw = entry.model_kwargs
     res = convert_official_checkpoint(ckpt, patch_size=kw["patch_size"], input_size=kw.get("input_size", 224))
@@ -166,29 +178,3 @@ def zoo_rows() -> list[dict[str, Any]]:
         )  # fmt: skip
         for e in ZOO.values()
     ]
-
-
-def _cli(args: argparse.Namespace) -> int:
-    rows = zoo_rows()
-    if args.json:
-        import json
-
-        print(json.dumps(rows, indent=2))
-        return 0
-    cols = ["name", "dataset", "frames", "patch", "backbones", "gflops", "paper_gflops", "metric", "paper_score"]
-    cols += ["config"]
-    table = [[str("—" if r[c] is None else r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    print("  ".join("-" * w for w in widths))
-    for t in table:
-        print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
-    print("\nGFLOPs per video (1 multiply-add = 1 FLOP); weights are not bundled: create_model(name, weights=PATH)")
-    return 0
-
-
-def add_zoo_parser(sub: Any) -> None:
-    """Register ``adafocus zoo`` on an argparse sub-parser collection."""
-    p = sub.add_parser("zoo", help="list the named AdaFocus configurations with the paper's results")
-    p.add_argument("--json", action="store_true", help="print rows as JSON")
-    p.set_defaults(func=_cli)

@@ -447,65 +447,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_benchmark_parser(sub: Any) -> None:
-    """Register ``adafocus benchmark`` on the CLI's subparsers."""
-    p = sub.add_parser("benchmark", help="inference latency/throughput vs the full-frame baselines")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    p.add_argument("--batch-size", type=int, default=8, help="batch for the throughput measurement")
-    p.add_argument("--models", default="", help=f"comma-separated subset of {list(MODELS)}")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument(
-        "--round-warmup",
-        type=int,
-        default=0,
-        help="untimed calls of a model right before each of its timed calls (1: warm caches, as when "
-        "one model is served; 0: each call follows the other models' calls)",
-    )
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--compile", action="store_true", help="torch.compile each backbone (slow to compile)")
-    p.add_argument("--quantize-heads", action="store_true", help="int8 GRU/linear weights in pi and f_C (CPU)")
-    p.add_argument(
-        "--quantize-glance",
-        action="store_true",
-        help="int8 f_G (static, calibrated) in AdaFocus and the baselines alike (CPU)",
-    )
-    p.add_argument(
-        "--quantize-local",
-        action="store_true",
-        help="int8 f_L and the baselines' ResNet-50 as well (implies --quantize-glance; CPU)",
-    )
-    p.add_argument(
-        "--blocked-layout",
-        action="store_true",
-        help="ResNets (f_L, the baselines' ResNet-50) in oneDNN's blocked layout (CPU, float32)",
-    )
-    p.add_argument(
-        "--cuda-graphs",
-        action="store_true",
-        help="replay each forward as a CUDA graph (adafocus.cuda_graphs; --device cuda; the per-part "
-        "breakdown stays eager)",
-    )
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    p.add_argument("--glance-size", type=int, default=None, help="resize frames for f_G (changes its FLOPs)")
-    p.add_argument("--ablate", action="store_true", help="rows without/with channels_last, BN folding (, compile)")
-    p.add_argument("--no-breakdown", action="store_true", help="skip the per-part timing of AdaFocus")
-    p.add_argument(
-        "--keep-freed-memory",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="glibc keeps freed memory instead of page-faulting big activations on every call (default on)",
-    )
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", metavar="PNG", help="bar chart of the realised speed-up per model and setting")
-    p.set_defaults(func=run)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m adafocus.bench.inference", description=__doc__)
-    add_benchmark_parser(ap.add_subparsers(dest="command", required=True))
+    from ..cli.benchmark import add_parser
+
+    add_parser(ap.add_subparsers(dest="command", required=True))
     args = ap.parse_args(["benchmark", *(sys.argv[1:] if argv is None else argv)])
     return run(args)
 

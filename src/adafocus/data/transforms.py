@@ -7,7 +7,7 @@ Train: random scaling as in TSN's multi-scale crop (crop side = shorter side x o
 per axis, aspect distortion at most one step, at one of 13 fixed positions), resize to
 ``input_size``, horizontal flip (off for Something-Something, where left/right is the label).
 Eval: resize the shorter side to ``scale_size``, centre crop ``input_size``.
-Both end in float32 and ImageNet normalisation.
+Both end in float32 and normalisation (ImageNet's unless told otherwise).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
+
 DEFAULT_SCALES = (1.0, 0.875, 0.75, 0.66)
 
 
@@ -58,15 +58,18 @@ def build_transform(
     scale_size: int = 256,
     flip: bool = True,
     scales: Sequence[float] = DEFAULT_SCALES,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> v2.Compose:
-    """Clip transform for training (``train=True``) or evaluation; input uint8 ``(T, 3, H, W)``."""
+    """Clip transform for training (``train=True``) or evaluation; input uint8 ``(T, 3, H, W)``;
+    ``mean`` / ``std``: the normalisation (ImageNet's by default)."""
     if train:
         ops: list[Any] = [MultiScaleCrop(input_size, scales)]
         if flip:
             ops.append(v2.RandomHorizontalFlip())
     else:
         ops = [v2.Resize(scale_size, antialias=True), v2.CenterCrop(input_size)]
-    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     return v2.Compose(ops)
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..backbones import create_backbone
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 class StillImageClassifier(pl.LightningModule):

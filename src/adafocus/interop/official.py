@@ -31,15 +31,14 @@ import argparse
 import importlib
 import math
 import os
-import pickle
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from ..checkpoint import CheckpointError, load_model, read_checkpoint, save_model
 from ..model import AdaFocus
 
 CheckpointArg = str | os.PathLike | Mapping[str, Any]
@@ -71,41 +70,31 @@ def _resolve(dotted: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def load_official_checkpoint(path: str | os.PathLike, *, extra_safe_globals: Sequence[Any] = ()) -> dict[str, Any]:
+def _allowed_globals(extra_safe_globals: Sequence[Any]) -> list[Any]:
+    """:data:`SAFE_GLOBAL_NAMES` that exist in this numpy, plus the caller's."""
+    allowed = list(extra_safe_globals)
+    for name, target in SAFE_GLOBAL_NAMES.items():
+        try:
+            allowed.append((_resolve(target), name))
+        except (ImportError, AttributeError):  # not in this numpy version
+            pass
+    return allowed
+
+
+def load_official_checkpoint(
+    path: str | os.PathLike, *, extra_safe_globals: Sequence[Any] = (), trust: bool = False
+) -> dict[str, Any]:
     """Read an official checkpoint without blind unpickling.
 
-    Tries ``torch.load(weights_only=True)``; if the file holds other objects, lists them with
-    ``torch.serialization.get_unsafe_globals_in_checkpoint`` and loads again only if every one is in
-    :data:`SAFE_GLOBAL_NAMES` or ``extra_safe_globals`` (objects you trust); otherwise raises
-    ``ValueError`` naming the refused globals. Nothing outside the allow-list is ever executed.
+    ``torch.load(weights_only=True)`` with :data:`SAFE_GLOBAL_NAMES` (argparse namespaces, numpy
+    scalars/arrays) and ``extra_safe_globals`` (objects you trust) allowed; a file that holds any
+    other object is refused with :class:`~adafocus.CheckpointError` naming them, as are missing,
+    empty, truncated and garbage files. ``trust=True`` unpickles the file fully (it may run code).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"official checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-        extra = {f"{g.__module__}.{g.__qualname__}": g for g in extra_safe_globals}
-        refused = [n for n in needed if n not in SAFE_GLOBAL_NAMES and n not in extra]
-        if refused:
-            raise ValueError(
-                f"{path} holds objects outside the allow-list, refusing to unpickle them: {refused}. "
-                "If you trust the file, pass them as extra_safe_globals."
-            ) from None
-        allowed = [(g, n) for n, g in extra.items()]
-        for name, target in SAFE_GLOBAL_NAMES.items():
-            try:
-                allowed.append((_resolve(target), name))
-            except (ImportError, AttributeError):  # not in this numpy version
-                pass
-        try:
-            with torch.serialization.safe_globals(allowed):
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise ValueError(f"{path}: refusing to unpickle an object outside the allow-list: {err}") from None
+    obj = read_checkpoint(path, trust=trust, safe_globals=_allowed_globals(extra_safe_globals),
+                          what="official checkpoint")  # fmt: skip
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path} does not hold a checkpoint dict (found {type(obj).__name__})")
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not an official checkpoint dict")
     return dict(obj)
 
 
@@ -124,7 +113,7 @@ def official_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor
     elif any(k.removeprefix("module.").startswith(("glancer.", "focuser.")) for k in ckpt):
         sd = ckpt
     else:
-        raise ValueError(
+        raise CheckpointError(
             f"not an official AdaFocus checkpoint: top-level keys {sorted(ckpt)[:12]}; expected "
             "'model_state_dict' or 'glancer'/'focuser'/'fc' (as saved by the official main_dist.py)"
         )
@@ -242,6 +231,7 @@ def convert_official_checkpoint(
     policy_copy: Literal["old", "new"] = "old",
     allow_missing: Sequence[str] = (),
     extra_safe_globals: Sequence[Any] = (),
+    trust: bool = False,
 ) -> ConversionResult:
     """Convert an official AdaFocus V1 checkpoint (path or loaded dict) into an :class:`AdaFocus`.
 
@@ -255,16 +245,21 @@ def convert_official_checkpoint(
             for a stage-I checkpoint trained with random patches).
         extra_safe_globals: extra classes/functions trusted when unpickling (see
             :func:`load_official_checkpoint`).
+        trust: unpickle the file fully (it may run code): only for files you vouch for.
 
     Raises:
-        ValueError: naming every official key that cannot be placed, every shape mismatch and every
-            adafocus key left unfilled.
+        CheckpointError: one line naming the file and every official key that cannot be placed,
+            every shape mismatch and every adafocus key left unfilled (the first ten of each).
     """
     if isinstance(checkpoint, Mapping):
         ckpt, source = dict(checkpoint), "the given checkpoint"
     else:
-        ckpt, source = load_official_checkpoint(checkpoint, extra_safe_globals=extra_safe_globals), str(checkpoint)
-    sd = official_state_dict(ckpt)
+        ckpt = load_official_checkpoint(checkpoint, extra_safe_globals=extra_safe_globals, trust=trust)
+        source = str(checkpoint)
+    try:
+        sd = official_state_dict(ckpt)
+    except CheckpointError as err:
+        raise CheckpointError(f"{source}: {err}") from None
     pre = _policy_prefix(sd, policy_copy)
     other = {
         "focuser.policy.policy_old.": "focuser.policy.policy.",
@@ -276,8 +271,8 @@ def convert_official_checkpoint(
     except ValueError as err:
         strays = [k for k in sd if not k.startswith((*_DROPPED, *other))
                   and (_map_key(k, pre) is None or k.rsplit(".", 1)[-1] not in _LEAVES)]  # fmt: skip
-        raise ValueError(f"{source}: {err}" + (f"\n  official keys with no place in AdaFocus: {strays[:10]}"
-                                               if strays else "")) from None  # fmt: skip
+        raise CheckpointError(f"{source}: {err}" + (f"; official keys with no place in AdaFocus: {strays[:10]}"
+                                                    if strays else "")) from None  # fmt: skip
     model = AdaFocus(**cfg)
     own = model.state_dict()
     mapped, dropped, unplaced, bad = {}, [], [], []
@@ -296,15 +291,15 @@ def convert_official_checkpoint(
     missing = [k for k in own if k not in filled and "." in k]
     fatal = [k for k in missing if not k.startswith(tuple(allow_missing))]
     if unplaced or bad or fatal:
-        lines = [f"cannot convert official checkpoint {source}:"]
+        parts = []
         if unplaced:
-            lines.append(f"  official keys with no place in AdaFocus ({len(unplaced)}): {unplaced[:10]}")
+            parts.append(f"official keys with no place in AdaFocus ({len(unplaced)}): {unplaced[:10]}")
         if bad:
-            lines.append(f"  shape mismatch ({len(bad)}): {bad[:10]}")
+            parts.append(f"shape mismatch ({len(bad)}): {bad[:10]}")
         if fatal:
-            lines.append(f"  AdaFocus keys not in the checkpoint ({len(fatal)}): {fatal[:10]} "
+            parts.append(f"AdaFocus keys not in the checkpoint ({len(fatal)}): {fatal[:10]} "
                          "(allow_missing=... to keep them at initialisation)")  # fmt: skip
-        raise ValueError("\n".join(lines))
+        raise CheckpointError(f"cannot convert official checkpoint {source}: " + "; ".join(parts))
     _warn_if_policies_differ(sd, pre, other.get(pre or ""))
     model.load_state_dict({**own, **{mapped[k]: sd[k] for k in mapped}}, strict=True)
     return ConversionResult(model, cfg, mapped, dropped, missing)
@@ -320,47 +315,12 @@ def _warn_if_policies_differ(sd: Mapping[str, torch.Tensor], used: str | None, u
             return
 
 
-def save_converted(result: ConversionResult, out: str | os.PathLike, *, source: str = "") -> Path:
-    """Write ``{"format", "config", "state_dict", "source", "dropped"}`` (loadable with weights_only)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(dict(format="adafocus-v1", config=result.config, state_dict=result.model.state_dict(),
-                    source=source, dropped=result.dropped), out)  # fmt: skip
-    return out
+def save_converted(result: ConversionResult, out: str | os.PathLike, *, source: str = "") -> str:
+    """Write the converted model with :func:`adafocus.save_model` (the official ``source`` and the
+    ``dropped`` keys go into its metadata); read it back with :func:`adafocus.load_model`."""
+    return save_model(result.model, out, converted_from=source, dropped=list(result.dropped))
 
 
 def load_converted(path: str | os.PathLike) -> AdaFocus:
-    """Rebuild the :class:`AdaFocus` saved by :func:`save_converted`."""
-    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(obj, Mapping) or obj.get("format") != "adafocus-v1":
-        raise ValueError(f"{path} is not a converted adafocus file (run `adafocus convert-official` first)")
-    model = AdaFocus(**obj["config"])
-    model.load_state_dict(obj["state_dict"], strict=True)
-    return model
-
-
-def _cli(args: argparse.Namespace) -> int:
-    allow = ["policy."] if args.allow_missing_policy else []
-    res = convert_official_checkpoint(args.checkpoint, patch_size=args.patch_size, input_size=args.input_size,
-                                      policy_copy=args.policy_copy, allow_missing=allow)  # fmt: skip
-    save_converted(res, args.out, source=str(args.checkpoint))
-    print(f"converted {len(res.mapped)} tensors from {args.checkpoint} -> {args.out}")
-    print(f"config: {res.config}")
-    if res.dropped:
-        groups = sorted({k.rsplit(".", 2)[0] for k in res.dropped})
-        print(f"dropped {len(res.dropped)} (stage-0 heads / unused policy copy): {groups}")
-    if res.missing:
-        print(f"left at initialisation ({len(res.missing)}): {sorted({k.split('.')[0] for k in res.missing})}")
-    return 0
-
-
-def add_convert_parser(sub: Any) -> None:
-    """Register ``adafocus convert-official`` on an argparse sub-parser collection."""
-    p = sub.add_parser("convert-official", help="convert an official AdaFocus V1 checkpoint (.pth.tar)")
-    p.add_argument("checkpoint", help="official checkpoint file (read with weights_only and an allow-list)")
-    p.add_argument("--out", required=True, help="output file (load with adafocus.interop.load_converted)")
-    p.add_argument("--patch-size", type=int, default=None, help="P of the official run (not stored in weights)")
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--policy-copy", choices=["old", "new"], default="old", help="PPO.policy_old (acts) or PPO.policy")
-    p.add_argument("--allow-missing-policy", action="store_true", help="stage-I checkpoints without a policy")
-    p.set_defaults(func=_cli)
+    """:func:`adafocus.load_model`, left in training mode as built (kept for earlier code)."""
+    return load_model(path).train()

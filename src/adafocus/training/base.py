@@ -9,29 +9,44 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_info
+from torch import nn
 
-from ..model import AdaFocus, strip_model_prefix
+from ..checkpoint import CheckpointError, model_class_name, read_checkpoint, state_dict_from_checkpoint
+from ..model import AdaFocus
 from ..tsm_model import AdaFocusTSM
 from .metrics import OnlineAccuracy, offline_metrics
 
 EvalPolicy = Literal["learned", "random", "centre", "gaussian"]
 
 
-def load_adafocus_weights(model: AdaFocus, path: str) -> tuple[list[str], list[str]]:
-    """Load only the ``AdaFocus`` weights of a stage checkpoint (or an ``adafocus export`` file).
-
-    Returns ``(missing, unexpected)`` keys; shapes must match.
-    """
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    sd = ckpt.get("state_dict", ckpt)
-    if any(k.startswith("model.") for k in sd):
-        sd = strip_model_prefix(sd)
+def read_init_weights(model: nn.Module, path: str, *, trust: bool = False) -> dict[str, torch.Tensor]:
+    """The weights ``init_from`` hands to ``model``: read safely (``trust``: see
+    :func:`adafocus.checkpoint.read_checkpoint`) from a stage checkpoint, a model file or a
+    state_dict. Raises :class:`~adafocus.CheckpointError` (one line) for an unreadable file, one
+    that holds none of ``model``'s weights, or weights of another shape."""
+    try:
+        sd = state_dict_from_checkpoint(read_checkpoint(path, trust=trust), path)
+    except CheckpointError as err:
+        raise type(err)(f"init_from {err}") from None
     own = model.state_dict()
-    bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items()
+    if not any(k in own for k in sd):
+        raise CheckpointError(
+            f"init_from {path}: holds none of this {type(model).__name__}'s weights (its keys start "
+            f"{sorted(sd)[:3]}): a checkpoint of another model?"
+        )
+    bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items()
            if k in own and v.shape != own[k].shape]  # fmt: skip
     if bad:
-        raise ValueError(f"init_from={path}: shape mismatch for {bad[:8]} — is it the same architecture?")
-    result = model.load_state_dict(sd, strict=False)
+        raise CheckpointError(
+            f"init_from {path}: weights of another architecture, {len(bad)} shapes differ (e.g. {bad[0]})"
+        )
+    return sd
+
+
+def load_adafocus_weights(model: nn.Module, path: str, *, trust: bool = False) -> tuple[list[str], list[str]]:
+    """Load the model weights of a stage checkpoint (or a model file) into ``model``
+    (:func:`read_init_weights`); returns ``(missing, unexpected)`` keys."""
+    result = model.load_state_dict(read_init_weights(model, path, trust=trust), strict=False)
     return list(result.missing_keys), list(result.unexpected_keys)
 
 
@@ -44,7 +59,9 @@ class AdaFocusStage(pl.LightningModule):
             ``adafocus.AdaFocusTSM`` for the Sth-Sth models, plus
             ``init_args``); default: the paper's MobileNet-V2 + ResNet-50 model.
         init_from: checkpoint of the previous stage; only the AdaFocus weights are taken
-            (``--ckpt_path`` instead resumes this same stage with optimizer and loop state).
+            (``--ckpt_path`` instead resumes this same stage with optimizer and loop state). Read
+            safely: a file holding objects other than tensors and plain data is refused.
+        trust_init_from: unpickle ``init_from`` fully (it may run code): only for files you vouch for.
         multi_label: targets are multi-hot (ActivityNet, FCVID): also report macro mAP.
         eval_policy: policy used in validation/test: the learned one or a fixed baseline.
         seed: base of the per-step RNG streams (patch sampling), so that resumed runs are exact.
@@ -60,12 +77,13 @@ class AdaFocusStage(pl.LightningModule):
         multi_label: bool = False,
         eval_policy: EvalPolicy = "learned",
         seed: int = 0,
+        trust_init_from: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
         self.model: AdaFocus = net(num_classes) if net is not None else AdaFocus(num_classes)
         if init_from:
-            missing, unexpected = load_adafocus_weights(self.model, init_from)
+            missing, unexpected = load_adafocus_weights(self.model, init_from, trust=trust_init_from)
             rank_zero_info(
                 f"init_from {init_from}: {len(missing)} missing keys {missing[:6]}, "
                 f"{len(unexpected)} unexpected keys {unexpected[:6]}"
@@ -143,3 +161,4 @@ class AdaFocusStage(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["adafocus_config"] = dict(self.model.config)
+        checkpoint["adafocus_class"] = model_class_name(self.model)  # which class adafocus.load_model builds

@@ -1,13 +1,16 @@
-"""``adafocus fit|validate|test|predict --config ...``: LightningCLI over the stage modules."""
+"""LightningCLI over the stage modules (``adafocus fit|validate|test|predict --config ...``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.cli import LightningCLI
 
+from ..errors import UsageError
 from .base import AdaFocusStage
+from .predictions import PredictionWriter
 
 TRAINER_DEFAULTS = {
     "logger": {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
@@ -15,10 +18,30 @@ TRAINER_DEFAULTS = {
 
 
 class AdaFocusCLI(LightningCLI):
-    """Any stage module (``subclass_mode_model``) and any data module; ``num_classes`` comes from the data."""
+    """Any stage module (``subclass_mode_model``) and any data module; ``num_classes`` comes from the
+    data. ``predict`` writes ``predictions.jsonl`` (:class:`PredictionWriter`) unless the trainer
+    has a prediction writer of its own."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        for key in ("optimizer", "lr_scheduler"):
+            if config.get(key) is not None:
+                # Lightning would silently replace the stage's configure_optimizers and its per-part rates
+                raise UsageError(
+                    f"--{key} is not used by the adafocus stages: each builds its own optimizer with "
+                    "per-part learning rates; set them as --model.init_args.lr_local / lr_classifier / "
+                    "lr_global (stages 0, I, III: SGD + cosine) or --model.init_args.lr (stage II: Adam); "
+                    "`adafocus fit --model.help WarmupStage` lists a stage's options"
+                )
+
+    def instantiate_trainer(self, **kwargs) -> pl.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in trainer.callbacks):
+            trainer.callbacks.append(PredictionWriter())
+        return trainer
 
 
 def run_cli(args: Sequence[str] | None = None, **kwargs) -> AdaFocusCLI:

@@ -70,10 +70,10 @@ class ToyClipDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         sampler = EpochShuffleSampler(len(self.train_set), self.hparams.seed) if self.hparams.shuffle else None
-        return DataLoader(self.train_set, self.hparams.batch_size, sampler=sampler)
+        return DataLoader(self.train_set, batch_size=self.hparams.batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, self.hparams.batch_size)
+        return DataLoader(self.val_set, batch_size=self.hparams.batch_size)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()

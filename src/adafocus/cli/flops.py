@@ -1,15 +1,15 @@
-"""The ``adafocus`` command line."""
+"""``adafocus flops``: GFLOPs per video, per component (the paper's configurations by default)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from typing import Any
 
 
-def _flops(args: argparse.Namespace) -> int:
-    from .flops import count_flops, count_macs, paper_table
+def _run(args: argparse.Namespace) -> int:
+    from ..flops import count_flops, count_macs, paper_table
 
     if not args.json:
         print("Convention: 1 multiply-add = 1 FLOP (as in the paper); GFLOPs per video, counted with")
@@ -17,7 +17,7 @@ def _flops(args: argparse.Namespace) -> int:
     if args.custom:
         import torch
 
-        from .model import AdaFocus
+        from ..model import AdaFocus
 
         model = AdaFocus(
             num_classes=args.num_classes,
@@ -42,6 +42,10 @@ def _flops(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    return _print_table(rows)
+
+
+def _print_table(rows: list[dict[str, Any]]) -> int:
     cols = ["global_cnn", "local_cnn", "policy", "classifier", "total"]
     head = f"{'configuration':<32}" + "".join(f"{c:>11}" for c in cols)
     paper = "paper" in rows[0]
@@ -62,15 +66,7 @@ def _flops(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="adafocus", description="AdaFocus: adaptive focus for video recognition")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{fit,validate,test,predict,flops,...}")
-    for name in LIGHTNING_COMMANDS:
-        if name != "predict":  # `predict` is the video predictor below (LightningCLI when given --config)
-            sub.add_parser(name, help=f"LightningCLI {name} (adafocus {name} --help)", add_help=False)
-    from .predict import add_predict_parser  # issue 6: predict on video files
-
-    add_predict_parser(sub)
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("flops", help="GFLOPs per video, per component (paper configurations by default)")
     p.add_argument("--custom", action="store_true", help="count the model given by the options below instead")
     p.add_argument("--frames", type=int, default=16)
@@ -83,50 +79,4 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", choices=["gru", "fc"], default="gru")
     p.add_argument("--verify", action="store_true", help="with --custom: also count one whole offline forward")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
-    p.set_defaults(func=_flops)
-    from .data.cli import add_parser as add_data_parser  # issue 3: the data layer
-
-    add_data_parser(sub)
-    from .training.export import add_export_parser
-
-    add_export_parser(sub)
-    from .interop.official import add_convert_parser  # issue 7: interop and model zoo
-    from .zoo import add_zoo_parser
-
-    add_convert_parser(sub)
-    add_zoo_parser(sub)
-    from .demo.run import add_demo_parser  # issue 5: the end-to-end demo
-
-    add_demo_parser(sub)
-    from .bench.inference import add_benchmark_parser  # issue 6: inference speed
-
-    add_benchmark_parser(sub)
-    return parser
-
-
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-
-
-def _lightning_predict(args: Sequence[str]) -> bool:
-    """``adafocus predict`` is LightningCLI's only with its flags (--config, -c, --model, ...)."""
-    from .predict import is_lightning_predict
-
-    return is_lightning_predict(args)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from_command_line = argv is None
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LIGHTNING_COMMANDS and (argv[0] != "predict" or _lightning_predict(argv[1:])):
-        from .training.cli import run_cli
-
-        # from the command line LightningCLI reads sys.argv itself (given both, it warns of a mix-up)
-        run_cli(None if from_command_line else argv)
-        return 0
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    p.set_defaults(func=_run)

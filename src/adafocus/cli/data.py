@@ -1,4 +1,4 @@
-"""``adafocus data synth | check | convert``."""
+"""``adafocus data synth | check | convert``: the data layer's commands."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .synth import generate
+    from ..data.synth import generate
 
     out = generate(
         args.out_dir,
@@ -30,7 +30,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .check import check_list
+    from ..data.check import check_list
 
     status = 0
     for lst in args.lists:
@@ -51,7 +51,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from . import convert as cv
+    from ..data import convert as cv
 
     classes = None
     if args.classes and args.format in ("kinetics", "activitynet"):

@@ -1,0 +1,72 @@
+"""``adafocus benchmark``: inference latency and throughput against the full-frame baselines."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+# the models of adafocus.bench.inference.MODELS (a test keeps the two in step)
+MODEL_NAMES = ("adafocus_p96", "adafocus_p128", "adafocus_p160", "full_rn50", "full_mn2_rn50", "adafocus_tsm_p144",
+               "adafocus_tsm_p160", "adafocus_tsm_p176", "tsm_plus", "tiny_adafocus", "tiny_full",
+               "tiny_adafocus_tsm", "tiny_tsm_plus")  # fmt: skip
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..bench.inference import run
+
+    return run(args)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("benchmark", help="inference latency/throughput vs the full-frame baselines")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch for the throughput measurement")
+    p.add_argument("--models", default="", help=f"comma-separated subset of {', '.join(MODEL_NAMES)}")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument(
+        "--round-warmup",
+        type=int,
+        default=0,
+        help="untimed calls of a model right before each of its timed calls (1: warm caches, as when "
+        "one model is served; 0: each call follows the other models' calls)",
+    )
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile", action="store_true", help="torch.compile each backbone (slow to compile)")
+    p.add_argument("--quantize-heads", action="store_true", help="int8 GRU/linear weights in pi and f_C (CPU)")
+    p.add_argument(
+        "--quantize-glance",
+        action="store_true",
+        help="int8 f_G (static, calibrated) in AdaFocus and the baselines alike (CPU)",
+    )
+    p.add_argument(
+        "--quantize-local",
+        action="store_true",
+        help="int8 f_L and the baselines' ResNet-50 as well (implies --quantize-glance; CPU)",
+    )
+    p.add_argument(
+        "--blocked-layout",
+        action="store_true",
+        help="ResNets (f_L, the baselines' ResNet-50) in oneDNN's blocked layout (CPU, float32)",
+    )
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="replay each forward as a CUDA graph (adafocus.cuda_graphs; --device cuda; the per-part "
+        "breakdown stays eager)",
+    )
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--glance-size", type=int, default=None, help="resize frames for f_G (changes its FLOPs)")
+    p.add_argument("--ablate", action="store_true", help="rows without/with channels_last, BN folding (, compile)")
+    p.add_argument("--no-breakdown", action="store_true", help="skip the per-part timing of AdaFocus")
+    p.add_argument(
+        "--keep-freed-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="glibc keeps freed memory instead of page-faulting big activations on every call (default on)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="PNG", help="bar chart of the realised speed-up per model and setting")
+    p.set_defaults(func=_run)
