@@ -187,3 +187,26 @@ def test_prepare_for_inference_tells_each_trunk_its_input_size():
         blocked_layout=True,
     )
     assert onednn.leaves_blocked(frames.local_cnn.model.layer4)  # 224-px frames: blocked to the end
+
+
+def test_a_torch_without_the_private_ops_falls_back_to_plain_convolutions(monkeypatch):
+    def gone(*args, **kwargs):
+        raise RuntimeError("no such op in this torch")
+
+    onednn.available.cache_clear()
+    monkeypatch.setattr(torch._C._nn, "mkldnn_reorder_conv2d_weight", gone)
+    try:
+        assert not onednn.available()
+        model = tiny_model(local_backbone="resnet18")
+        frames = torch.randn(1, 4, 3, 64, 64)
+        ref = infer(prepare_for_inference(copy.deepcopy(model)), frames).logits
+        with pytest.warns(UserWarning, match="keep their plain convolutions"):
+            plain = prepare_for_inference(model, blocked_layout=True)
+        assert not any(isinstance(m, (onednn.BlockedConv2d, onednn.GemmConv2d)) for m in plain.modules())
+        torch.testing.assert_close(infer(plain, frames).logits, ref, rtol=0, atol=0)
+        with pytest.raises(RuntimeError, match="lacks oneDNN or the oneDNN ops"):
+            onednn.use_blocked_layout(plain.local_cnn)
+    finally:
+        monkeypatch.undo()
+        onednn.available.cache_clear()
+    assert onednn.available()

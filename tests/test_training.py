@@ -37,7 +37,7 @@ def fit(stage: int, tmp_path: Path, *extra: str) -> Path:
 
 
 def weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    sd = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    sd = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]  # stage checkpoints are plain data
     return {k.removeprefix("model."): v for k, v in sd.items() if k.startswith("model.")}
 
 
@@ -113,7 +113,7 @@ def test_three_stages_through_cli(tmp_path):
     w1, w2, w3 = weights(c1), weights(c2), weights(c3)
     assert changed(w1, w2) == {"policy"}
     assert changed(w2, w3) == {"classifier"}
-    ck = torch.load(c3, map_location="cpu", weights_only=False)
+    ck = torch.load(c3, map_location="cpu", weights_only=True)
     assert ck["adafocus_config"]["global_backbone"] == "tiny_cnn"
 
 
@@ -150,7 +150,7 @@ def test_stage2_resume_is_exact(tmp_path):
     assert changed(weights(half), wf) == {"policy"}
     for k in wf:
         torch.testing.assert_close(wr[k], wf[k], rtol=0, atol=0, msg=k)
-    opt = torch.load(resumed, map_location="cpu", weights_only=False)["optimizer_states"][0]
+    opt = torch.load(resumed, map_location="cpu", weights_only=True)["optimizer_states"][0]
     assert opt["state"], "Adam state was not checkpointed"
 
 
@@ -339,7 +339,7 @@ def test_stage1_and_2_on_real_videos_through_cli(tmp_path):
 def test_stage0_full_frames_hands_backbones_to_stage1(tmp_path):
     c0 = fit(0, tmp_path)
     w0 = weights(c0)
-    sd0 = torch.load(c0, map_location="cpu", weights_only=False)["state_dict"]
+    sd0 = torch.load(c0, map_location="cpu", weights_only=True)["state_dict"]
     assert any(k.startswith("local_head.") for k in sd0)
     w1 = weights(fit(1, tmp_path, f"--model.init_args.init_from={c0}"))
     assert changed(w0, w1) == {"local_cnn", "classifier"}  # f_G frozen in stage I: stage 0's f_G kept

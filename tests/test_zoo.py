@@ -1,11 +1,16 @@
 """Model zoo: metadata against the paper and count_flops, table CLI, building and loading weights."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from adafocus.cli import main
 from adafocus.flops import count_flops
+from adafocus.resources import config_path
 from adafocus.zoo import ZOO, create_model, get_entry, list_models, zoo_rows
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_entries_carry_paper_metadata():
@@ -18,16 +23,17 @@ def test_entries_carry_paper_metadata():
         "mAP",
         75.0,
     )
-    assert anet.config == "lightning_configs/activitynet/adafocus_mn2_rn50_p128.yaml"
+    assert anet.config == "adafocus:activitynet/adafocus_mn2_rn50_p128.yaml"
     tsm = get_entry("adafocus_tsm_p144_sthsth")
     assert (tsm.frames, tsm.local_frames, tsm.paper_score, tsm.config) == (
         8,
         12,
         47.0,
-        "lightning_configs/sthsth/adafocus_tsm_p144.yaml",
+        "adafocus:sthsth/adafocus_tsm_p144.yaml",
     )
     for e in ZOO.values():
-        assert e.config.startswith("lightning_configs/") and e.config.endswith(".yaml")
+        assert config_path(e.config).is_file() and e.config.endswith(".yaml")  # shipped with the package
+        assert config_path(e.config).read_bytes() == (ROOT / "lightning_configs" / e.config[9:]).read_bytes()
         assert 0 < e.paper_score < 100 and e.metric in ("mAP", "top1")
         if e.paper_gflops is not None:  # our count agrees with the paper's within 1%
             assert abs(e.gflops - e.paper_gflops) / e.paper_gflops < 0.01, e.name

@@ -1,3 +1,5 @@
+"""``python -m adafocus``: the ``adafocus`` command."""
+
 import sys
 
 from .cli import main

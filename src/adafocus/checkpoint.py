@@ -148,10 +148,8 @@ def read_checkpoint(
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*pickle protocol.*")  # raw pickles: refused below anyway
-            if trust:
-                return torch.load(path, map_location="cpu", weights_only=False)
             with torch.serialization.safe_globals(list(safe_globals)):
-                return torch.load(path, map_location="cpu", weights_only=True)
+                return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as err:
         unsafe = [] if trust else _unsafe_globals(path)
         allowed = {f"{g.__module__}.{g.__qualname__}" for g in safe_globals if hasattr(g, "__qualname__")}

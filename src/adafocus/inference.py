@@ -159,6 +159,13 @@ def _use_blocked_layout(model: nn.Module, *, fold_bn: bool, dtype: torch.dtype |
 
     if compile or not fold_bn or dtype not in (None, torch.float32):
         raise ValueError("blocked_layout needs fold_bn=True, float32 and compile=False")
+    if not onednn.available():  # the plain convolutions give the same results, only slower
+        warnings.warn(
+            "blocked_layout: this torch build lacks oneDNN or the oneDNN ops the blocked layout uses; "
+            "the ResNets keep their plain convolutions",
+            stacklevel=3,
+        )
+        return
     if not onednn.use_blocked_layout_everywhere(model):
         raise ValueError(f"blocked_layout: {type(model).__name__} has no ResNet backbone to convert")
 

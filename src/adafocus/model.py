@@ -6,7 +6,7 @@ Usable without Lightning::
     out = model(frames)                               # frames: (B, T, 3, 224, 224)
     out.logits[:, -1]                                 # offline prediction after all T frames
 
-    state = model.init_state(batch_size=1)            # online / streaming
+    state = model.init_state()                        # online / streaming
     for frame in stream:
         step, state = model.step(frame, state)        # step.logits: prediction so far
 """

@@ -26,6 +26,8 @@ convolutions of ResNet-50, against 143-187 at 224 px.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,9 +35,25 @@ from torch import nn
 from .tsm import TemporalShift, temporal_shift
 
 
+@functools.cache
 def available() -> bool:
-    """True if this torch build has oneDNN (MKLDNN) on CPU."""
-    return torch.backends.mkldnn.is_available()
+    """True if this torch build has oneDNN on CPU *and* the undocumented oneDNN ops this module
+    rests on (``torch._C._nn.mkldnn_reorder_conv2d_weight``, ``torch.mkldnn_convolution``,
+    ``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``) exist and agree with
+    ``F.conv2d`` on a tiny convolution. Checked once per process; where it is False,
+    ``prepare_for_inference(blocked_layout=True)`` keeps the plain convolutions (with a warning)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        with torch.no_grad():
+            conv = nn.Conv2d(4, 8, 3, padding=1, bias=True).eval()
+            x = torch.randn(2, 4, 5, 5)
+            ref = conv(x)
+            blocked = BlockedConv2d(conv)(x.to_mkldnn()).to_dense()
+            gemm = GemmConv2d(conv)(x.to(memory_format=torch.channels_last))
+        return bool(torch.allclose(blocked, ref, atol=1e-4) and torch.allclose(gemm, ref, atol=1e-4))
+    except (AttributeError, RuntimeError, TypeError, NotImplementedError):  # op gone or changed in this torch
+        return False
 
 
 class _PackedWeights(nn.Module):
@@ -268,7 +286,9 @@ def use_blocked_layout(backbone: nn.Module, *, input_size: int | None = None) ->
     ``RuntimeError`` without oneDNN.
     """
     if not available():
-        raise RuntimeError("use_blocked_layout: this torch build has no oneDNN (torch.backends.mkldnn)")
+        raise RuntimeError(
+            "use_blocked_layout: this torch build lacks oneDNN or the oneDNN ops it uses (see available())"
+        )
     model = _resnet(backbone)
     if model is None:
         raise ValueError(f"use_blocked_layout: {type(backbone).__name__} is not a torchvision ResNet trunk")

@@ -35,7 +35,7 @@ class ZooEntry:
     metric: str  # "mAP" or "top1"
     paper_score: float  # percent
     paper_ref: str
-    config: str  # Lightning config that trains it
+    config: str  # Lightning config that trains it: `adafocus fit --config adafocus:...` (adafocus.resources)
     local_frames: int | None = None
     notes: str = ""
     tsm: bool = False  # built as AdaFocusTSM (temporal shift, 8 f_G + 12 f_L frames, one patch per video)
@@ -81,7 +81,7 @@ def _entries() -> list[ZooEntry]:
             e.append(ZooEntry(
                 name=f"adafocus_mn2_rn50_p{p}_{cfg_dir}", dataset=ds, frames=16, metric=metric, paper_score=score,
                 model_kwargs=dict(_MN2_RN50, num_classes=k, patch_size=p), gflops=_GFLOPS[(k, p)],
-                paper_gflops=paper, paper_ref=ref, config=f"lightning_configs/{cfg_dir}/adafocus_mn2_rn50_p{p}.yaml",
+                paper_gflops=paper, paper_ref=ref, config=f"adafocus:{cfg_dir}/adafocus_mn2_rn50_p{p}.yaml",
             ))  # fmt: skip
     for p, v1, v2, paper in ((144, 47.0, 59.7, 23.5), (160, 47.6, 60.2, 27.5), (176, 48.1, 60.7, 33.7)):
         for ds, score, cfg_dir in (
@@ -91,7 +91,7 @@ def _entries() -> list[ZooEntry]:
             e.append(ZooEntry(
                 name=f"adafocus_tsm_p{p}_{cfg_dir}", dataset=ds, frames=8, local_frames=12, metric="top1",
                 paper_score=score, model_kwargs=dict(_TSM, patch_size=p), gflops=_GFLOPS[(174, p)],
-                paper_gflops=paper, paper_ref="Table 3", config=f"lightning_configs/{cfg_dir}/adafocus_tsm_p{p}.yaml",
+                paper_gflops=paper, paper_ref="Table 3", config=f"adafocus:{cfg_dir}/adafocus_tsm_p{p}.yaml",
                 tsm=True,
             ))  # fmt: skip
     return e

@@ -53,7 +53,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"adafocus {command}: {own}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

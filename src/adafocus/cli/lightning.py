@@ -9,6 +9,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from ..errors import UsageError
+from ..resources import resolve_config_args
+
 COMMANDS = ("fit", "validate", "test", "predict")
 
 _GUIDE = """\
@@ -18,8 +21,8 @@ usage: adafocus {cmd} --config CONFIG.yaml [--model.init_args.NAME VALUE] [--dat
 LightningCLI {cmd} over the adafocus training stages; every option can sit in the YAML config or
 be given on the command line (dotted names).
 
-  -c, --config CONFIG.yaml  a config; the shipped ones: lightning_configs/ (adafocus zoo lists the
-                            paper's), e.g. lightning_configs/toy/stage1.yaml
+  -c, --config CONFIG.yaml  a config file, or one shipped with adafocus as adafocus:NAME, e.g.
+                            adafocus:toy/stage1.yaml (adafocus zoo lists the paper's)
   --model CLASS             the stage: adafocus.training.FullFrameStage (0), WarmupStage (I),
                             PolicyStage (II, PPO), FinetuneStage (III)
   --model.init_args.init_from CKPT
@@ -54,6 +57,10 @@ def run(argv: Sequence[str], *, from_command_line: bool) -> int:
         print_guide(argv[0])
         return 0
     argv = ["--help" if a == "--help-all" else a for a in argv]
+    try:
+        argv = resolve_config_args(argv)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
     from ..training.cli import run_cli
 
     if from_command_line:  # LightningCLI reads sys.argv itself (given both, it warns of a mix-up)

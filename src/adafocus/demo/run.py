@@ -3,7 +3,7 @@
 synthetic videos -> backbone pre-training (stand-in for ImageNet) -> stage 0 (full frames, also the
 full-frame baseline) -> stage I -> stage II (PPO) -> stage III -> AdaFocus+ (stage II + III at two
 keep ratios) -> table, pictures, plots and metrics JSON. Every stage runs through ``adafocus fit``
-(LightningCLI) with the configs in ``lightning_configs/demo/``, as a user would.
+(LightningCLI) with the configs in ``lightning_configs/demo/`` (installed as ``adafocus:demo/``), as a user would.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ..resources import configs_dir
 from .report import _mmss, acceptance, print_report
 
 STAGES = ("stage0", "stage1", "stage2", "stage3")
@@ -66,16 +67,8 @@ SIZE, FRAMES, PATCH, DIGIT = 64, 8, 24, 14  # the configs' input_size, num_frame
 
 
 def config_dir() -> Path:
-    """``lightning_configs/demo`` of the source checkout this package runs from."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent / "lightning_configs" / "demo"
-        if cand.is_dir():
-            return cand
-    raise FileNotFoundError(
-        "lightning_configs/demo not found above " + str(here) + ": run the demo from a source checkout "
-        "(pip install -e .) or pass --configs DIR"
-    )
+    """The demo's stage configs, as installed with the package (``adafocus:demo/``)."""
+    return configs_dir() / "demo"
 
 
 class _Clock:
@@ -170,7 +163,7 @@ def _run(
 ) -> dict[str, Any]:
     from ..data import synth
     from ..data.datamodule import VideoDataModule
-    from ..predict import load_model
+    from ..checkpoint import load_model, read_checkpoint
     from ..quantize import quantize_glance
     from ..training.cli import run_cli
     from . import figures
@@ -325,7 +318,7 @@ def _run(
             evaluate_adafocus(plus, loader, "learned", method=f"AdaFocus+ P={PATCH} (keep {r:.0%})", progress=progress)
         )
     full = load_model(ckpts["stage0"])
-    sd0 = torch.load(ckpts["stage0"], map_location="cpu", weights_only=False)["state_dict"]
+    sd0 = read_checkpoint(ckpts["stage0"])["state_dict"]
     head = torch.nn.Linear(full.local_cnn.num_features, ds["num_classes"])
     head.load_state_dict({k.removeprefix("local_head."): v for k, v in sd0.items() if k.startswith("local_head.")})
     rows.append(
