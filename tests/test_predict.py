@@ -7,14 +7,14 @@ import torch
 from conftest import tiny_model
 from PIL import Image
 
+from adafocus import CheckpointError, load_model
 from adafocus.cli import main
+from adafocus.cli.predict import POLICIES as CLI_POLICIES
+from adafocus.cli.predict import is_lightning_predict
 from adafocus.data.encode import write_video
 from adafocus.data.sampling import tsn_indices
 from adafocus.data.sources import VideoSource
 from adafocus.data.transforms import apply_clip_transform, build_transform
-from adafocus import CheckpointError, load_model
-from adafocus.cli.predict import POLICIES as CLI_POLICIES
-from adafocus.cli.predict import is_lightning_predict
 from adafocus.predict import POLICIES, predict_video
 
 

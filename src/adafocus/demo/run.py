@@ -161,9 +161,9 @@ def _run(
     progress: bool,
     threads: int | None,
 ) -> dict[str, Any]:
+    from ..checkpoint import load_model, read_checkpoint
     from ..data import synth
     from ..data.datamodule import VideoDataModule
-    from ..checkpoint import load_model, read_checkpoint
     from ..quantize import quantize_glance
     from ..training.cli import run_cli
     from . import figures
