@@ -13,10 +13,10 @@ from conftest import tiny_model
 from test_tsm import tiny_tsm
 
 from adafocus import AdaFocus, AdaFocusTSM, CheckpointError, TSMPlus, create_model, list_models, load_model, save_model
-from adafocus.checkpoint import read_checkpoint
 from adafocus.cli import main
 from adafocus.data.encode import write_video
 from adafocus.predict import predict_video
+from adafocus.serialization import read_checkpoint
 from adafocus.zoo import get_entry
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import torch
 from conftest import tiny_model
 
 from adafocus import TSMPlus
-from adafocus.bench.inference import main as benchmark
+from adafocus.cli import main
 from adafocus.cuda_graphs import GraphedInfer
 from adafocus.inference import infer, prepare_for_inference
 
@@ -18,7 +18,7 @@ def test_needs_a_cuda_model():
 
 
 def test_benchmark_refuses_cuda_graphs_on_the_cpu(capsys):
-    assert benchmark(["--models", "tiny_adafocus", "--cuda-graphs"]) == 2
+    assert main(["benchmark", "--models", "tiny_adafocus", "--cuda-graphs"]) == 2
     assert "--cuda-graphs needs --device cuda" in capsys.readouterr().err
 
 

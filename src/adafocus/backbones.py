@@ -229,7 +229,8 @@ def _rename(sd: dict[str, torch.Tensor], mapping: Mapping[str, str], source: str
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state_dict from a local file safely (``weights_only``, :func:`adafocus.checkpoint.read_checkpoint`),
     unwrapping common wrappers; a bad file raises :class:`~adafocus.CheckpointError` naming it."""
-    from .checkpoint import CheckpointError, read_checkpoint
+    from .errors import CheckpointError
+    from .serialization import read_checkpoint
 
     path = Path(path)
     if path.suffix == ".safetensors" and path.is_file():

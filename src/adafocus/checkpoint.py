@@ -15,35 +15,31 @@ files earlier versions wrote (``adafocus export`` ``{config, state_dict, eval_da
 ``adafocus convert-official`` files) and Lightning stage checkpoints (``.ckpt``), which hold plain
 data too.
 
-Every file is read through :func:`read_checkpoint`, which never unpickles arbitrary objects unless
-the caller passes ``trust=True`` (``--trust-checkpoint`` on the command line) for a file they vouch
-for. Whatever is wrong with a file (missing, empty, truncated, not a checkpoint, objects that would
-need unpickling, no model in it, weights that do not fit) raises :class:`CheckpointError`, whose
-message is one line that names the file.
+Every file is read through :func:`adafocus.serialization.read_checkpoint`, which never unpickles
+arbitrary objects unless the caller passes ``trust=True`` (``--trust-checkpoint`` on the command
+line) for a file they vouch for. Whatever is wrong with a file (missing, empty, truncated, not a
+checkpoint, objects that would need unpickling, no model in it, weights that do not fit) raises
+:class:`~adafocus.CheckpointError`, whose message is one line that names the file.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
-import pickle
-import pickletools
-import warnings
-import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import CheckpointError, CheckpointNotFoundError
+from .errors import CheckpointError
 from .preprocess import Preprocess, preprocess_for
+from .serialization import describe_error, read_checkpoint
 
-__all__ = ["CheckpointError", "load_model", "model_classes", "read_checkpoint", "register_model_class", "save_model"]
+__all__ = ["load_model", "model_classes", "register_model_class", "save_model"]
 
 FORMAT = "adafocus.model"
 FORMAT_VERSION = 1
-TRUST_HINT = "pass trust=True (command line: --trust-checkpoint) only if you trust where the file came from"
 
 
 # ---- model classes ---------------------------------------------------------------------------
@@ -94,92 +90,6 @@ def _class_for_config(config: Mapping[str, Any], path: str) -> type[nn.Module]:
     return fits[0]
 
 
-# ---- reading files ---------------------------------------------------------------------------
-def _pickled_globals(path: str) -> list[str] | None:
-    """The ``module.name`` globals a raw pickle would import, read without executing it (None: not a pickle)."""
-    names: list[str] = []
-    strings: list[str] = []
-    try:
-        with open(path, "rb") as f:
-            for op, arg, _ in pickletools.genops(f):
-                if isinstance(arg, str):
-                    strings.append(arg)
-                if op.name == "GLOBAL":
-                    names.append(str(arg).replace(" ", "."))
-                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                    names.append(f"{strings[-2]}.{strings[-1]}")
-    except Exception:  # noqa: BLE001 — any failure to parse means "not a pickle"
-        return None
-    return sorted(set(names))
-
-
-def _unsafe_globals(path: str) -> list[str]:
-    if zipfile.is_zipfile(path):
-        try:
-            return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-        except Exception:  # noqa: BLE001 — a damaged archive: described by the caller
-            return []
-    return _pickled_globals(path) or []
-
-
-def read_checkpoint(
-    path: str | os.PathLike, *, trust: bool = False, safe_globals: Sequence[Any] = (), what: str = "checkpoint"
-) -> Any:
-    """``torch.load`` a file on the CPU safely: ``weights_only=True`` unless ``trust``.
-
-    Args:
-        path: the file.
-        trust: allow full unpickling (the file may then run code): only for files you vouch for.
-        safe_globals: classes/functions that may be reconstructed besides tensors and plain data
-            (``torch.serialization.safe_globals``), e.g. ``argparse.Namespace`` in official checkpoints.
-        what: the word used for the file in messages.
-
-    Raises:
-        CheckpointError: missing, empty, truncated or unreadable files, and files holding objects
-            outside ``safe_globals`` (named in the message) when ``trust`` is false.
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointNotFoundError(f"{path}: {what} not found")
-    if os.path.isdir(path):
-        raise CheckpointError(f"{path}: a folder, not a {what} file")
-    if os.path.getsize(path) == 0:
-        raise CheckpointError(f"{path}: empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*pickle protocol.*")  # raw pickles: refused below anyway
-            with torch.serialization.safe_globals(list(safe_globals)):
-                return torch.load(path, map_location="cpu", weights_only=not trust)
-    except pickle.UnpicklingError as err:
-        unsafe = [] if trust else _unsafe_globals(path)
-        allowed = {f"{g.__module__}.{g.__qualname__}" for g in safe_globals if hasattr(g, "__qualname__")}
-        unsafe = [n for n in unsafe if n not in allowed]
-        if unsafe:
-            shown = ", ".join(unsafe[:6]) + (f" and {len(unsafe) - 6} more" if len(unsafe) > 6 else "")
-            kind = "a PyTorch file" if zipfile.is_zipfile(path) else "a raw Python pickle"
-            raise CheckpointError(
-                f"{path}: refused: {kind} holding Python objects that loading would construct or call "
-                f"({shown}), not only tensors and plain data; {TRUST_HINT}"
-            ) from None
-        raise CheckpointError(f"{path}: not a PyTorch {what} ({_reason(err)})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError, TypeError) as err:
-        if zipfile.is_zipfile(path) or "zip archive" in str(err):
-            raise CheckpointError(f"{path}: truncated or corrupt {what} ({_reason(err)})") from None
-        raise CheckpointError(f"{path}: not a readable PyTorch {what} ({_reason(err)})") from None
-    except Exception as err:  # noqa: BLE001 — a trusted pickle may raise anything while it runs
-        raise CheckpointError(f"{path}: loading failed ({_reason(err)})") from None
-
-
-def _reason(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    if "Weights only load failed" in text or "Unsupported operand" in text:
-        text = "unreadable bytes"
-    elif "central directory" in text:
-        text = "the zip archive is incomplete"
-    text = text[:160] + ("..." if len(text) > 160 else "")
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
 # ---- what a file holds ---------------------------------------------------------------------
 def _record(obj: Any, path: str) -> tuple[dict[str, Any], dict[str, Any], str | None, dict[str, Any]]:
     """``(config, state_dict, class name or None, preprocess data)`` of any model file layout."""
@@ -226,7 +136,7 @@ def model_from_checkpoint(obj: Any, path: str | os.PathLike) -> nn.Module:
     try:
         model = cls(**config)
     except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: its config does not build a {cls.__name__}: {_reason(err)}") from None
+        raise CheckpointError(f"{path}: its config does not build a {cls.__name__}: {describe_error(err)}") from None
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]

@@ -445,16 +445,3 @@ def run(args: argparse.Namespace) -> int:
           "settings apply to baselines too")  # fmt: skip
     print_tables(rows, args.batch_size)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m adafocus.bench.inference", description=__doc__)
-    from ..cli.benchmark import add_parser
-
-    add_parser(ap.add_subparsers(dest="command", required=True))
-    args = ap.parse_args(["benchmark", *(sys.argv[1:] if argv is None else argv)])
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

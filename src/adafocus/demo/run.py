@@ -161,10 +161,11 @@ def _run(
     progress: bool,
     threads: int | None,
 ) -> dict[str, Any]:
-    from ..checkpoint import load_model, read_checkpoint
+    from ..checkpoint import load_model
     from ..data import synth
     from ..data.datamodule import VideoDataModule
     from ..quantize import quantize_glance
+    from ..serialization import read_checkpoint
     from ..training.cli import run_cli
     from . import figures
     from .evaluate import evaluate_adafocus, evaluate_full_frames

@@ -38,8 +38,10 @@ from typing import Any, Literal
 
 import torch
 
-from ..checkpoint import CheckpointError, load_model, read_checkpoint, save_model
+from ..checkpoint import load_model, save_model
+from ..errors import CheckpointError
 from ..model import AdaFocus
+from ..serialization import read_checkpoint
 
 CheckpointArg = str | os.PathLike | Mapping[str, Any]
 

@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
-from ..checkpoint import CheckpointError, model_class_name, read_checkpoint, state_dict_from_checkpoint
+from ..checkpoint import model_class_name, state_dict_from_checkpoint
+from ..errors import CheckpointError
 from ..model import AdaFocus
+from ..serialization import read_checkpoint
 from ..tsm_model import AdaFocusTSM
 from .metrics import OnlineAccuracy, offline_metrics
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ..checkpoint import load_model, model_from_checkpoint, read_checkpoint, save_model
+from ..checkpoint import load_model, model_from_checkpoint, save_model
+from ..serialization import read_checkpoint
 
 
 def export_checkpoint(
