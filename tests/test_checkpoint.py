@@ -12,12 +12,22 @@ import torch
 from conftest import tiny_model
 from test_tsm import tiny_tsm
 
-from adafocus import AdaFocus, AdaFocusTSM, CheckpointError, TSMPlus, create_model, list_models, load_model, save_model
+from adafocus import (
+    AdaFocus,
+    AdaFocusBase,
+    AdaFocusTSM,
+    CheckpointError,
+    TSMPlus,
+    create_model,
+    list_models,
+    load_model,
+    save_model,
+)
 from adafocus.cli import main
 from adafocus.data.encode import write_video
 from adafocus.predict import predict_video
+from adafocus.registry import get_entry
 from adafocus.serialization import read_checkpoint
-from adafocus.zoo import get_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE1 = str(ROOT / "lightning_configs" / "toy" / "stage1.yaml")
@@ -87,7 +97,7 @@ def _refused_by_every_command(path: Path, video: str, capsys, expect: str) -> No
         load_model(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(CheckpointError, match=expect):
-        create_model("adafocus_mn2_rn50_p128_fcvid", weights=path)
+        create_model("adafocus_mn2_rn50_p128.fcvid", pretrained_path=path)
 
 
 def test_malicious_files_are_refused_everywhere_and_never_run(tmp_path, video, capsys):
@@ -141,11 +151,14 @@ def test_every_zoo_model_round_trips(name, tmp_path):
     loaded = load_model(path)
     assert type(loaded) is type(model) and not loaded.training
     assert loaded.preprocess == get_entry(name).preprocess and loaded.class_names[-1] == f"c{model.num_classes - 1}"
-    t = loaded.preprocess.num_frames if isinstance(model, AdaFocusTSM) else 2
-    clip = torch.randn(1, t, 3, 224, 224)
+    size = loaded.preprocess.input_size
+    clip = torch.randn(1, model.clip_frames or 2, 3, size, size)  # T fixed by the model, else any
     with torch.inference_mode():
         a, b = model(clip), loaded(clip)
-    assert torch.equal(a.logits, b.logits) and torch.equal(a.offsets, b.offsets)
+    if isinstance(model, AdaFocusBase):
+        assert torch.equal(a.logits, b.logits) and torch.equal(a.offsets, b.offsets)
+    else:  # a full-frame baseline: video logits
+        assert torch.equal(a, b)
     os.remove(path)
 
 
@@ -164,7 +177,7 @@ def test_each_model_class_round_trips_and_older_files_still_load(tmp_path):
 
 
 def test_save_model_refuses_what_it_cannot_write_back(tmp_path):
-    from adafocus.inference import prepare_for_inference
+    from adafocus.accelerate.prepare import prepare_for_inference
 
     model = tiny_model()
     with pytest.raises(TypeError, match="metadata.*plain data"):

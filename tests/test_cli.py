@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from adafocus.cli import build_parser, main
-from adafocus.cli.benchmark import MODEL_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "lightning_configs" / "toy"
@@ -77,9 +76,3 @@ def test_packaged_config_names(capsys):
     with pytest.raises(SystemExit) as info:
         main(["fit", "--config=adafocus:toy/stage1.yaml", "--print_config"])
     assert info.value.code == 0 and "adafocus.training.WarmupStage" in capsys.readouterr().out
-
-
-def test_benchmark_model_names_match_the_benchmark():
-    from adafocus.bench.inference import MODELS
-
-    assert tuple(MODELS) == MODEL_NAMES

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from adafocus.crop import candidate_grid, crop_patches, pixel_offsets
+from adafocus.models.crop import candidate_grid, crop_patches, pixel_offsets
 
 
 @pytest.mark.parametrize("p", [96, 128, 144, 160, 176, 192])

@@ -1,13 +1,13 @@
-"""CUDA graph replay of offline inference (``adafocus.cuda_graphs``). The GPU tests skip on a CPU-only machine."""
+"""CUDA graph replay of offline inference (``adafocus.accelerate.cuda_graphs``); the GPU tests skip on a CPU."""
 
 import pytest
 import torch
 from conftest import tiny_model
 
 from adafocus import TSMPlus
+from adafocus.accelerate.cuda_graphs import GraphedInfer
+from adafocus.accelerate.prepare import infer, prepare_for_inference
 from adafocus.cli import main
-from adafocus.cuda_graphs import GraphedInfer
-from adafocus.inference import infer, prepare_for_inference
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -18,7 +18,7 @@ def test_needs_a_cuda_model():
 
 
 def test_benchmark_refuses_cuda_graphs_on_the_cpu(capsys):
-    assert main(["benchmark", "--models", "tiny_adafocus", "--cuda-graphs"]) == 2
+    assert main(["benchmark", "--models", "test_adafocus", "--cuda-graphs"]) == 2
     assert "--cuda-graphs needs --device cuda" in capsys.readouterr().err
 
 

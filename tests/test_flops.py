@@ -44,7 +44,12 @@ def test_cli_flops_table(capsys):
     assert main(["flops"]) == 0
     text = capsys.readouterr().out
     assert "1 multiply-add = 1 FLOP" in text
-    for name in ("P=128", "P=160", "P=144", "P=176"):
+    for name in (
+        "adafocus_mn2_rn50_p128 T=16",
+        "adafocus_mn2_rn50_p160",
+        "adafocus_tsm_p144 T=8+12",
+        "adafocus_tsm_p176",
+    ):
         assert name in text
     assert main(["flops", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

@@ -85,4 +85,4 @@ def test_timm_own_local_file_mechanism(tmp_path):
     assert net.model.pos_embed.shape != src.pos_embed.shape
     torch.testing.assert_close(net.model.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)
     with pytest.raises(FileNotFoundError, match="absent.pth"):
-        net.load_timm_file(tmp_path / "absent.pth")
+        net.load_file(tmp_path / "absent.pth")

@@ -111,13 +111,18 @@ def test_ppo_gradients_reach_policy_only():
     torch.testing.assert_close(v, out.values.detach())
 
 
-def test_video_scope_policy_one_location_per_video():
-    model = tiny_model(policy_scope="video", num_frames=4, classifier="fc").eval()
+def test_one_location_per_video_is_adafocus_tsm_with_plain_backbones():
+    from adafocus import AdaFocusTSM
+
+    model = AdaFocusTSM(5, global_backbone="tiny_cnn", local_backbone="tiny_cnn", input_size=64, patch_size=32,
+                        grid_size=5, global_frames=4, local_frames=4, policy_hidden_dim=32).eval()  # fmt: skip
     out = model(clip(b=3, t=4))
-    assert out.actions.shape == (3, 1)
+    assert out.actions.shape == (3, 1) and out.logits.shape == (3, 1, 5)
     assert torch.all(out.offsets == out.offsets[:, :1])
-    with pytest.raises(ValueError, match="num_frames"):
+    with pytest.raises(ValueError, match="clips must have 4 frames"):
         model(clip(b=1, t=3))
+    with pytest.raises(ValueError, match="AdaFocusTSM"):  # the former AdaFocus(policy_scope="video") says where it went
+        tiny_model(policy_scope="video", num_frames=4)
 
 
 @pytest.mark.parametrize("classifier", ["gru", "fc"])
@@ -145,7 +150,7 @@ def test_counterfactual_matches_stepwise_replay(classifier):
         (dict(grid_size=-2), "grid_size"),
         (dict(num_classes=0), "num_classes"),
         (dict(classifier="lstm"), "classifier"),
-        (dict(policy_scope="video"), "num_frames"),
+        (dict(policy_scope="video"), "AdaFocusTSM"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, arg):

@@ -9,11 +9,12 @@ from conftest import tiny_model
 from test_inference import _random_bn
 from torch import nn
 
-from adafocus import onednn
-from adafocus.backbones import create_backbone
+from adafocus.accelerate import onednn
+from adafocus.accelerate.batchnorm import fold_batchnorm
+from adafocus.accelerate.prepare import infer, prepare_for_inference
 from adafocus.cli import main
-from adafocus.inference import fold_batchnorm, infer, prepare_for_inference
-from adafocus.tsm import TemporalShift, set_num_frames
+from adafocus.models.backbones import create_backbone
+from adafocus.models.backbones.tsm import TemporalShift, set_num_frames
 
 pytestmark = pytest.mark.skipif(not onednn.available(), reason="torch built without oneDNN")
 
@@ -120,11 +121,11 @@ def test_blocked_layout_errors():
 
 
 def test_benchmark_cli_blocked_layout(capsys):
-    args = ["benchmark", "--models", "tiny_adafocus_tsm", "--repeats", "1", "--warmup", "0", "--batch-size", "2",
+    args = ["benchmark", "--models", "test_adafocus_tsm", "--repeats", "1", "--warmup", "0", "--batch-size", "2",
             "--threads", "1", "--no-keep-freed-memory", "--blocked-layout", "--no-breakdown"]  # fmt: skip
     assert main([*args, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["model"] for r in rows} == {"tiny_adafocus_tsm", "tiny_tsm_plus"}
+    assert {r["model"] for r in rows} == {"test_adafocus_tsm", "test_tsm_plus"}
     assert all(r["setting"]["blocked_layout"] for r in rows)
     assert main([*args, "--compile"]) == 2
     assert "--blocked-layout needs" in capsys.readouterr().err
@@ -178,7 +179,7 @@ def test_small_inputs_get_a_gemm_layer4(input_size, gemm):
 
 def test_prepare_for_inference_tells_each_trunk_its_input_size():
     """f_L of an AdaFocus sees patch_size crops; a full-frame model's trunk sees input_size frames."""
-    from adafocus.tsm_model import TSMPlus
+    from adafocus.models.full_frame import TSMPlus
 
     patches = prepare_for_inference(tiny_model(local_backbone="resnet18").eval(), blocked_layout=True)
     assert isinstance(patches.local_cnn.model.layer4[0].conv1, onednn.GemmConv2d)  # 32-px patches

@@ -160,14 +160,16 @@ def test_visualize_writes_png_and_gif(files, capsys, tmp_path):
         assert im.format == "PNG"
 
 
-def test_video_scope_model_and_wrong_num_frames(tmp_path, capsys):
-    model = tiny_model(num_classes=3, policy_scope="video", num_frames=4)
-    path = tmp_path / "tsm.pt"
-    torch.save({"config": model.config, "state_dict": model.state_dict()}, path)
+def test_one_location_per_video_model_and_wrong_num_frames(tmp_path, capsys):
+    from adafocus import AdaFocusTSM, save_model
+
+    model = AdaFocusTSM(3, global_backbone="tiny_cnn", local_backbone="tiny_cnn", input_size=64, patch_size=32,
+                        grid_size=3, global_frames=4, local_frames=4, policy_hidden_dim=16)  # fmt: skip
+    path = save_model(model, tmp_path / "video_scope.pt")
     video = _video(tmp_path / "v.mp4", n=10)
-    assert len(predict_video(load_model(path), video)["boxes"]) == 4  # T from the model's config
+    assert len(predict_video(load_model(path), video)["boxes"]) == 4  # T fixed by the model
     rc, _, err = _run(capsys, video, "--checkpoint", str(path), "--num-frames", "6")
-    assert rc == 1 and "num_frames=4" in err and "Traceback" not in err
+    assert rc == 1 and "clips must have 4 frames" in err and "Traceback" not in err
 
 
 def test_lightning_routing_rule():
@@ -205,7 +207,7 @@ def test_fast_and_int8_glance_flags(files, capsys):
 
 
 def test_fast_runs_a_resnet_f_l_blocked_with_the_same_results(tmp_path, capsys):
-    from adafocus import onednn
+    from adafocus.accelerate import onednn
 
     if not onednn.available():
         pytest.skip("torch built without oneDNN")

@@ -8,9 +8,9 @@ from conftest import tiny_model
 from test_inference import _random_bn
 from torch import nn
 
-from adafocus.inference import infer, prepare_for_inference
-from adafocus.quantize import cpu_has_vnni, int8_weight_bits, quantize_backbone, quantize_glance
-from adafocus.tsm_model import TSMPlus
+from adafocus.accelerate.prepare import infer, prepare_for_inference
+from adafocus.accelerate.quantize import cpu_has_vnni, int8_weight_bits, quantize_backbone, quantize_glance
+from adafocus.models.full_frame import TSMPlus
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -96,11 +96,11 @@ def test_quantize_glance_tsm_mobilenet_and_tsm_plus():
     model = prepare_for_inference(_random_bn(tiny_tsm(global_frames=2, local_frames=4)))
     frames = torch.randn(2, 4, 3, 64, 64)
     with torch.inference_mode():
-        ref = model.glance(model.select_glance_frames(frames))[0]
+        ref = model.glance(model.glance_frames(frames))[0]
     ref_logits = infer(model, frames).logits
     quantize_glance(model, torch.randn(3, 4, 3, 64, 64))
     with torch.inference_mode():
-        out = model.glance(model.select_glance_frames(frames))[0]
+        out = model.glance(model.glance_frames(frames))[0]
     assert _rel(out, ref) < 0.05  # the temporal shift still runs, between int8 convolutions
     assert _rel(infer(model, frames).logits, ref_logits) < 0.1
 
@@ -158,17 +158,17 @@ def test_benchmark_cli_int8(capsys, tmp_path):
 
     from adafocus.cli import main
 
-    args = ["benchmark", "--models", "tiny_adafocus,tiny_adafocus_tsm", "--repeats", "1", "--warmup", "0",
+    args = ["benchmark", "--models", "test_adafocus,test_adafocus_tsm", "--repeats", "1", "--warmup", "0",
             "--batch-size", "2", "--threads", "1", "--no-keep-freed-memory", "--json"]  # fmt: skip
     assert main([*args, "--quantize-glance"]) == 0
     rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows["tiny_adafocus"]["setting"]["quantize_glance"] and rows["tiny_full"]["setting"]["quantize_glance"]
-    assert not rows["tiny_adafocus"]["setting"]["quantize_local"]
-    assert rows["tiny_adafocus"]["parts_ms"]["f_G"] > 0 and rows["tiny_adafocus"]["realised_bs1"] > 0
+    assert rows["test_adafocus"]["setting"]["quantize_glance"] and rows["test_full"]["setting"]["quantize_glance"]
+    assert not rows["test_adafocus"]["setting"]["quantize_local"]
+    assert rows["test_adafocus"]["parts_ms"]["f_G"] > 0 and rows["test_adafocus"]["realised_bs1"] > 0
     assert main([*args, "--quantize-local", "--no-breakdown", "--plot", str(tmp_path / "realised.png")]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert (tmp_path / "realised.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert {r["model"] for r in rows} == {"tiny_adafocus", "tiny_full", "tiny_adafocus_tsm", "tiny_tsm_plus"}
+    assert {r["model"] for r in rows} == {"test_adafocus", "test_full", "test_adafocus_tsm", "test_tsm_plus"}
     assert all(r["setting"]["quantize_local"] and r["ms_per_video"] > 0 for r in rows)
 
 
@@ -176,6 +176,6 @@ def test_keep_freed_memory_in_a_fresh_process():
     import subprocess
     import sys
 
-    code = "from adafocus.inference import keep_freed_memory; print(keep_freed_memory())"
+    code = "from adafocus.accelerate import keep_freed_memory; print(keep_freed_memory())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ("True" if sys.platform == "linux" else "False")

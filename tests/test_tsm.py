@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from adafocus import AdaFocusTSM, TSMPlus, create_backbone
-from adafocus.crop import crop_patches
 from adafocus.flops import count_flops
+from adafocus.models.adafocus_tsm import glance_indices
+from adafocus.models.backbones.tsm import TemporalShift, set_num_frames, temporal_shift
+from adafocus.models.crop import crop_patches
 from adafocus.training.reward import rollout
-from adafocus.tsm import TemporalShift, set_num_frames, temporal_shift
-from adafocus.tsm_model import glance_indices
 
 TINY_TSM = dict(global_backbone="tsm_tiny_mobilenet", local_backbone="tsm_tiny_resnet", input_size=64,
                 patch_size=32, grid_size=3, policy_hidden_dim=16, policy_channels=4, dropout=0.0)  # fmt: skip
@@ -89,7 +89,7 @@ def test_adafocus_tsm_shapes_one_location_per_video():
     assert torch.equal(rnd.offsets, rnd.offsets[:, :1].expand_as(rnd.offsets))
     loc = model(frames, locations=torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
     assert loc.offsets[0, 0].tolist() == [0, 0] and loc.offsets[1, 5].tolist() == [32, 32]
-    with pytest.raises(ValueError, match="local_frames=12"):
+    with pytest.raises(ValueError, match="clips must have 12 frames"):
         model(torch.randn(2, 8, 3, 64, 64))
 
 
@@ -97,7 +97,7 @@ def test_adafocus_tsm_glance_frames_and_flops():
     model = tiny_tsm(global_frames=2, local_frames=4).eval()
     frames = torch.randn(1, 4, 3, 64, 64)
     a = model(frames, locations=torch.zeros(1, 2))
-    b = model(frames, glance_frames=frames[:, [1, 3]], locations=torch.zeros(1, 2))  # = the default choice
+    b = model(frames, glance_input=frames[:, [1, 3]], locations=torch.zeros(1, 2))  # = the default choice
     torch.testing.assert_close(a.logits, b.logits)
     br = count_flops(model, 2, local_frames=4)
     assert br.global_frames == 2 and br.local_frames == 4 and br.policy_steps == 1 and br.total > 0

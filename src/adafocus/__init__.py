@@ -13,32 +13,34 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "AdaFocus": "model",
-    "AdaFocusOutput": "model",
-    "StepOutput": "model",
-    "StreamState": "model",
-    "AdaFocusTSM": "tsm_model",
-    "TSMPlus": "tsm_model",
-    "PolicyNetwork": "policy",
-    "candidate_grid": "crop",
-    "crop_patches": "crop",
-    "pixel_offsets": "crop",
+    "AdaFocus": "models",
+    "AdaFocusBase": "models",
+    "AdaFocusOutput": "models",
+    "StepOutput": "models",
+    "StreamState": "models",
+    "AdaFocusTSM": "models",
+    "TSMPlus": "models",
+    "PolicyNetwork": "models.policy",
+    "candidate_grid": "models.crop",
+    "crop_patches": "models.crop",
+    "pixel_offsets": "models.crop",
     "count_flops": "flops",
-    "create_backbone": "backbones",
-    "list_backbones": "backbones",
-    "register_backbone": "backbones",
-    "create_model": "zoo",
-    "list_models": "zoo",
+    "create_backbone": "models.backbones",
+    "list_backbones": "models.backbones",
+    "register_backbone": "models.backbones",
+    "create_model": "registry",
+    "list_models": "registry",
     "CheckpointError": "errors",
     "load_model": "checkpoint",
     "save_model": "checkpoint",
     "register_model_class": "checkpoint",
     "Preprocess": "preprocess",
-    "infer": "inference",
-    "prepare_for_inference": "inference",
+    "infer": "accelerate",
+    "prepare_for_inference": "accelerate",
 }
 __all__ = [
     "AdaFocus",
+    "AdaFocusBase",
     "AdaFocusOutput",
     "AdaFocusTSM",
     "CheckpointError",
@@ -77,14 +79,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .backbones import create_backbone, list_backbones, register_backbone
+    from .accelerate import infer, prepare_for_inference
     from .checkpoint import load_model, register_model_class, save_model
-    from .crop import candidate_grid, crop_patches, pixel_offsets
     from .errors import CheckpointError
     from .flops import count_flops
-    from .inference import infer, prepare_for_inference
-    from .model import AdaFocus, AdaFocusOutput, StepOutput, StreamState
-    from .policy import PolicyNetwork
+    from .models import AdaFocus, AdaFocusBase, AdaFocusOutput, AdaFocusTSM, StepOutput, StreamState, TSMPlus
+    from .models.backbones import create_backbone, list_backbones, register_backbone
+    from .models.crop import candidate_grid, crop_patches, pixel_offsets
+    from .models.policy import PolicyNetwork
     from .preprocess import Preprocess
-    from .tsm_model import AdaFocusTSM, TSMPlus
-    from .zoo import create_model, list_models
+    from .registry import create_model, list_models

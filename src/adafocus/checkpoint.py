@@ -38,7 +38,7 @@ from .serialization import describe_error, read_checkpoint
 
 __all__ = ["load_model", "model_classes", "register_model_class", "save_model"]
 
-FORMAT = "adafocus.model"
+FORMAT = "adafocus.models.adafocus"
 FORMAT_VERSION = 1
 
 
@@ -58,8 +58,9 @@ def register_model_class(cls: type[nn.Module], name: str | None = None) -> type[
 
 def model_classes() -> dict[str, type[nn.Module]]:
     """Every class :func:`load_model` can build, by the name files record."""
-    from .model import AdaFocus
-    from .tsm_model import AdaFocusTSM, TSMPlus
+    from .models.adafocus import AdaFocus
+    from .models.adafocus_tsm import AdaFocusTSM
+    from .models.full_frame import TSMPlus
 
     return {"AdaFocus": AdaFocus, "AdaFocusTSM": AdaFocusTSM, "TSMPlus": TSMPlus, **_REGISTERED}
 

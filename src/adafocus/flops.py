@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .model import AdaFocus
+from .models.base import AdaFocusBase
 
 
 def count_macs(fn, *args: Any, **kwargs: Any) -> int:
@@ -49,7 +49,7 @@ class FlopsBreakdown:
 
 
 def count_flops(
-    model: AdaFocus,
+    model: AdaFocusBase,
     num_frames: int = 16,
     *,
     local_frames: int | None = None,
@@ -58,7 +58,7 @@ def count_flops(
     """Per-component GFLOPs of one video (multiply-adds, see module doc).
 
     Args:
-        model: the model to count (its modules are run on zero inputs of batch 1).
+        model: a member of the AdaFocus family (its modules are run on zero inputs of batch 1).
         num_frames: frames seen by f_G (and by f_L unless ``local_frames`` is given).
         local_frames: frames whose patch goes through f_L (12 for AdaFocus-TSM, 8 for its f_G).
         keep_ratio: fraction of patches actually processed by f_L (AdaFocus+ skips the rest).
@@ -72,18 +72,15 @@ def count_flops(
     was_training = model.training
     model.eval()
     try:
-        # TSM backbones shift across a whole clip, so they run on one clip and are divided per frame
-        n_g, n_l = getattr(model, "global_frames", 1), getattr(model, "local_frames", 1)
+        # temporal-shift backbones mix the frames of a clip: they run on one clip, divided per frame
+        n_g, n_l = model.global_frames or 1, model.local_frames or 1
         g, fmap = _count(model.global_cnn, torch.zeros(n_g, 3, s, s))
-        g, fmap = g / n_g, fmap[:1]  # fmap: the policy's input shape
         ell = count_macs(model.local_cnn, torch.zeros(n_l, 3, p, p)) / n_l
-        steps = 1 if model.policy_scope == "video" else t_g
-        state = fmap.unsqueeze(1)
-        if model.policy_scope == "video":
-            state = state.repeat(1, 1, model.num_frames, 1, 1)
-        pol = count_macs(model.policy, state)
+        state = model.policy_input(fmap.unsqueeze(0))  # (1, S', ...): pi's states for these frames
+        per_decision = count_macs(model.policy, state) / state.shape[1]
         if model.skip_policy is not None:  # AdaFocus+: pi' runs on every frame
-            pol += count_macs(model.skip_policy, state)
+            per_decision += count_macs(model.skip_policy, state) / state.shape[1]
+        steps = model.decisions(t_l)
         d_g, d_l = model.global_cnn.num_features, model.local_cnn.num_features
         cls = count_macs(model.classify, torch.zeros(1, t_g, d_g), torch.zeros(1, t_l, d_l))
     finally:
@@ -91,9 +88,9 @@ def count_flops(
     giga = 1e9
     run = t_l * keep_ratio
     return FlopsBreakdown(
-        global_cnn=g * t_g / giga,
+        global_cnn=g / n_g * t_g / giga,
         local_cnn=ell * run / giga,
-        policy=pol * steps / giga,
+        policy=per_decision * steps / giga,
         classifier=cls / giga,
         global_frames=t_g,
         local_frames=t_l,
@@ -102,46 +99,26 @@ def count_flops(
     )
 
 
-@dataclass(frozen=True)
-class PaperConfig:
-    """A configuration whose GFLOPs the paper reports (Tables 1-3)."""
-
-    name: str
-    model_kwargs: dict
-    global_frames: int
-    local_frames: int
-    paper_gflops: float
-    tsm: bool = False  # built as AdaFocusTSM (temporal shift in both CNNs, 8 f_G + 12 f_L frames)
-
-
-_TSM = dict(num_classes=174, grid_size=5, global_frames=8, local_frames=12, policy_channels=64)
-
-PAPER_CONFIGS: tuple[PaperConfig, ...] = (
-    PaperConfig("AdaFocus MN2+RN50 T=16 P=128", dict(num_classes=200, patch_size=128), 16, 16, 26.6),
-    PaperConfig("AdaFocus MN2+RN50 T=16 P=160", dict(num_classes=200, patch_size=160), 16, 16, 38.6),
-    PaperConfig("AdaFocus-TSM 8+12 P=144", dict(_TSM, patch_size=144), 8, 12, 23.5, tsm=True),
-    PaperConfig("AdaFocus-TSM 8+12 P=160", dict(_TSM, patch_size=160), 8, 12, 27.5, tsm=True),
-    PaperConfig("AdaFocus-TSM 8+12 P=176", dict(_TSM, patch_size=176), 8, 12, 33.7, tsm=True),
-)
-
-
 def paper_table() -> list[dict[str, Any]]:
-    """Count every :data:`PAPER_CONFIGS` entry; rows with ours, the paper's and the relative gap."""
-    rows = []
-    for cfg in PAPER_CONFIGS:
-        if cfg.tsm:
-            from .tsm_model import AdaFocusTSM
+    """Count every configuration whose GFLOPs the paper reports (the registry's ``paper_gflops``,
+    one row per architecture and frame count); rows with ours, the paper's and the relative gap."""
+    from .registry import REGISTRY
 
-            model: Any = AdaFocusTSM(**cfg.model_kwargs)
-        else:
-            model = AdaFocus(**cfg.model_kwargs)
-        br = count_flops(model, cfg.global_frames, local_frames=cfg.local_frames)
+    rows, seen = [], set()
+    for e in REGISTRY.values():
+        key = (e.model_class, e.architecture, e.frames)
+        if e.paper_gflops is None or key in seen:
+            continue
+        seen.add(key)
+        model = e.build()
+        g = model.global_frames or e.preprocess.num_frames
+        br = count_flops(model, g, local_frames=e.preprocess.num_frames)
         rows.append(
             dict(
-                name=cfg.name,
+                name=f"{e.architecture} T={e.frames}",
                 **{k: round(v, 4) for k, v in br.as_dict().items() if isinstance(v, float)},
-                paper=cfg.paper_gflops,
-                rel_diff=(br.total - cfg.paper_gflops) / cfg.paper_gflops,
+                paper=e.paper_gflops,
+                rel_diff=(br.total - e.paper_gflops) / e.paper_gflops,
             )
         )
     return rows

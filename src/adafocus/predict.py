@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .accelerate.prepare import first_parameter
 from .checkpoint import CheckpointError, load_model
-from .fixed_policies import FIXED_POLICIES
-from .inference import first_parameter
+from .models.base import AdaFocusBase
+from .models.fixed_policies import FIXED_POLICIES
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, preprocess_for
 
 __all__ = ["clip_preprocess", "collect_inputs", "load_model", "predict_video", "read_clip", "run_predict"]
@@ -122,7 +123,7 @@ def predict_video(
         raise ValueError(f"topk must be >= 1, got {topk}")
     if policy not in (*POLICIES, "center"):
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
-    if not hasattr(model, "patch_size"):
+    if not isinstance(model, AdaFocusBase):
         raise ValueError(f"predict_video needs a model that picks patches; {type(model).__name__} has none")
     pre = clip_preprocess(model)
     t = int(num_frames or pre.num_frames)
@@ -141,7 +142,7 @@ def predict_video(
     finally:
         for m, was in modes.items():
             m.training = was
-    probs = torch.softmax(out.logits[0, -1].float(), dim=-1).cpu()
+    probs = torch.softmax(out.prediction[0].float(), dim=-1).cpu()
     scores, classes = probs.topk(min(topk, probs.numel()))
     p = int(model.patch_size)
     result: dict[str, Any] = {
@@ -327,18 +328,19 @@ def _read_names(path: str) -> list[str]:
 
 def _speed_up(model: nn.Module, items: list[_Item], args: argparse.Namespace) -> str | None:
     """``--fast`` / ``--int8-glance``: tune ``model`` in place; an error message, or None."""
+    from .accelerate.memory import keep_freed_memory
+    from .accelerate.prepare import prepare_for_inference
+    from .accelerate.quantize import quantize_glance
     from .data.errors import DataError
-    from .inference import keep_freed_memory, prepare_for_inference
-    from .quantize import quantize_glance
 
     if args.int8_glance is not None and args.int8_glance < 1:
         return f"--int8-glance needs a number of calibration videos >= 1, got {args.int8_glance}"
     if args.int8_glance and args.device != "cpu":
         return f"--int8-glance runs on the CPU only (got --device {args.device})"
-    from .onednn import available, resnet_parts
+    from .accelerate import onednn, resnet_backbones
 
-    # on the CPU the ResNet trunks (f_L) also go into oneDNN's blocked layout (adafocus.onednn)
-    cpu_resnet = args.device == "cpu" and available() and bool(resnet_parts(model))
+    # on the CPU the ResNet trunks (f_L) also go into oneDNN's blocked layout (adafocus.accelerate.onednn)
+    cpu_resnet = args.device == "cpu" and onednn.available() and bool(resnet_backbones(model))
     prepare_for_inference(model, blocked_layout=cpu_resnet)
     if args.device == "cpu":
         keep_freed_memory()
@@ -382,7 +384,7 @@ def run_predict(args: argparse.Namespace) -> int:
         model = load_model(args.checkpoint, trust=args.trust_checkpoint)
     except CheckpointError as e:
         return fail(str(e))
-    if not hasattr(model, "patch_size"):
+    if not isinstance(model, AdaFocusBase):
         return fail(f"{args.checkpoint}: a {type(model).__name__} picks no patches; predict needs an AdaFocus model")
     if names is None:
         names = model.class_names

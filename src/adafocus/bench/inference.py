@@ -9,7 +9,7 @@ is also timed on its own, on the same inputs, and f_G / f_L are timed inside the
 the rest of the forward is the overhead of pi + crop + f_C.
 
     adafocus benchmark --threads 2                       # the paper's models on this CPU
-    adafocus benchmark --models adafocus_p128,full_mn2_rn50 --ablate
+    adafocus benchmark --models adafocus_mn2_rn50_p128 --ablate     # its baseline is added
     adafocus benchmark --device cuda --dtype bfloat16 --batch-size 64 --cuda-graphs
 """
 
@@ -26,66 +26,36 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.benchmark import Timer
 
-from ..crop import crop_patches, pixel_offsets
-from ..cuda_graphs import GraphedInfer
+from ..accelerate import infer, keep_freed_memory, prepare_for_inference, resnet_backbones
+from ..accelerate.cuda_graphs import GraphedInfer
+from ..accelerate.quantize import quantize_backbone, quantize_glance
 from ..flops import count_flops, count_macs
-from ..inference import infer, keep_freed_memory, prepare_for_inference
-from ..model import AdaFocus
-from ..onednn import resnet_parts
-from ..quantize import quantize_backbone, quantize_glance
-from ..tsm_model import AdaFocusTSM, TSMPlus
+from ..models.base import AdaFocusBase
+from ..models.crop import crop_patches, pixel_offsets
+from ..registry import ModelEntry, architectures, get_entry
 
 
-@dataclass(frozen=True)
-class BenchModel:
-    """A benchmarked configuration. ``build(glance_size)``; ``frames``: T of the input clip."""
-
-    build: Callable[[int | None], nn.Module]
-    frames: int
-    baseline: str | None = None  # the full-frame model its speed-up is measured against
-    input_size: int = 224
-    global_frames: int | None = None  # AdaFocus-TSM: frames seen by f_G (for the FLOPs count)
+def default_models() -> list[str]:
+    """The paper's architectures that have a baseline, their baselines, and ResNet-50 alone."""
+    names = [a for a in architectures() if get_entry(a).baseline] + ["full_rn50"]
+    return names + [b for b in dict.fromkeys(_arch(get_entry(n).baseline) for n in names if get_entry(n).baseline)
+                    if b not in names]  # fmt: skip
 
 
-_TINY = dict(global_backbone="tiny_cnn", local_backbone="tiny_cnn", input_size=64, policy_hidden_dim=32)
-_TINY_TSM = dict(global_backbone="tsm_tiny_mobilenet", local_backbone="tsm_tiny_resnet", input_size=64)
-
-MODELS: dict[str, BenchModel] = {
-    **{f"adafocus_p{p}": BenchModel(lambda gs, p=p: AdaFocus(200, patch_size=p, glance_size=gs), 16, "full_mn2_rn50")
-       for p in (96, 128, 160)},
-    "full_rn50": BenchModel(lambda gs: TSMPlus(200, global_backbone=None, local_backbone="resnet50", num_frames=16),
-                            16),
-    "full_mn2_rn50": BenchModel(
-        lambda gs: TSMPlus(200, global_backbone="mobilenet_v2", local_backbone="resnet50", num_frames=16), 16
-    ),
-    **{f"adafocus_tsm_p{p}": BenchModel(lambda gs, p=p: AdaFocusTSM(174, patch_size=p, glance_size=gs), 12,
-                                        "tsm_plus", global_frames=8) for p in (144, 160, 176)},
-    "tsm_plus": BenchModel(lambda gs: TSMPlus(174, num_frames=8), 8),
-    # tiny stand-ins for tests (64x64 frames)
-    "tiny_adafocus": BenchModel(
-        lambda gs: AdaFocus(5, patch_size=32, glance_size=gs, classifier_hidden_dim=32, **_TINY), 4, "tiny_full", 64
-    ),
-    "tiny_full": BenchModel(lambda gs: TSMPlus(5, global_backbone="tiny_cnn", local_backbone="tiny_cnn",
-                                               num_frames=4, input_size=64), 4, None, 64),
-    "tiny_adafocus_tsm": BenchModel(lambda gs: AdaFocusTSM(5, patch_size=32, glance_size=gs, global_frames=2,
-                                                           local_frames=4, policy_hidden_dim=32, **_TINY_TSM),
-                                    4, "tiny_tsm_plus", 64, global_frames=2),
-    "tiny_tsm_plus": BenchModel(lambda gs: TSMPlus(5, global_backbone="tsm_tiny_mobilenet",
-                                                   local_backbone="tsm_tiny_resnet", num_frames=4, input_size=64),
-                                4, None, 64),
-}  # fmt: skip
-DEFAULT_MODELS = [n for n in MODELS if not n.startswith("tiny")]
+def _arch(name: str | None) -> str | None:
+    return None if name is None else name.split(".", 1)[0]
 
 
-def gflops(name: str, model: nn.Module) -> float:
+def gflops(entry: ModelEntry, model: nn.Module) -> float:
     """GFLOPs (GMACs) per video, counted on the eager, un-prepared model."""
-    spec = MODELS[name]
-    if isinstance(model, (AdaFocus, AdaFocusTSM)):
-        return count_flops(model, spec.global_frames or spec.frames, local_frames=spec.frames).total
-    x = torch.zeros(1, spec.frames, 3, spec.input_size, spec.input_size)
+    t = entry.preprocess.num_frames
+    if isinstance(model, AdaFocusBase):
+        return count_flops(model, model.global_frames or t, local_frames=t).total
+    size = entry.preprocess.input_size
     model.eval()
-    return count_macs(model, x) / 1e9
+    return count_macs(model, torch.zeros(1, t, 3, size, size)) / 1e9
 
 
 def _sync(device: torch.device) -> None:
@@ -94,38 +64,28 @@ def _sync(device: torch.device) -> None:
 
 
 def time_fn(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> float:
-    """Median wall-clock seconds of ``fn()`` after ``warmup`` untimed calls (inference mode)."""
+    """Mean seconds per call of ``fn()`` over ``repeats`` consecutive calls, after ``warmup``
+    untimed calls (``torch.utils.benchmark.Timer``: this process's threads, CUDA synchronised;
+    it adds two warm-up calls of its own)."""
     with torch.inference_mode():
         for _ in range(warmup):
             fn()
-        _sync(device)
-        times = [float("nan")]
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times[1:] or times)
+        timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+        return timer.timeit(number=max(1, repeats)).mean
 
 
 def part_fns(model: nn.Module, frames: torch.Tensor) -> dict[str, Callable[[], Any]]:
     """One closure per AdaFocus part, each on the real intermediate inputs of ``frames``."""
     b, t = frames.shape[:2]
     hw, p = frames.shape[-2:], model.patch_size
-    tsm = isinstance(model, AdaFocusTSM)
     with torch.inference_mode():
-        gin = model.select_glance_frames(frames) if tsm else frames
+        gin = model.glance_frames(frames)
         fmap, g = model.glance(gin)
-        if tsm:
-            state = model.policy_input(fmap)
-        elif model.policy_scope == "video":
-            state = fmap.reshape(b, 1, -1, *fmap.shape[-2:])
-        else:
-            state = fmap
+        state = model.policy_input(fmap)
 
         def policy() -> torch.Tensor:
-            locs = model.actions_to_locations(model.policy(state).logits.argmax(-1))
-            return pixel_offsets(locs, hw, p).reshape(b, -1, 2).expand(b, t, 2).reshape(b * t, 2)
+            locs = model.frame_locations(model.actions_to_locations(model.policy(state).logits.argmax(-1)), t)
+            return pixel_offsets(locs, hw, p).reshape(b * t, 2)
 
         offs = policy()
         flat = frames.flatten(0, 1)
@@ -146,16 +106,16 @@ def part_fns(model: nn.Module, frames: torch.Tensor) -> dict[str, Callable[[], A
 
 @dataclass(frozen=True)
 class Setting:
-    """One combination of the inference optimisations (see :func:`adafocus.inference.prepare_for_inference`)."""
+    """One combination of the inference optimisations (see :func:`adafocus.prepare_for_inference`)."""
 
     channels_last: bool = True
     fold_bn: bool = True
     compile: bool = False
     quantize_heads: bool = False  # int8 GRU / linear weights in pi and f_C
-    quantize_glance: bool = False  # int8 f_G (adafocus.quantize), in the baselines too
+    quantize_glance: bool = False  # int8 f_G (adafocus.accelerate.quantize), in the baselines too
     quantize_local: bool = False  # int8 f_L / the baselines' ResNet-50 too (everything int8 but pi / f_C)
-    blocked_layout: bool = False  # oneDNN blocked layout for every float ResNet (adafocus.onednn)
-    cuda_graphs: bool = False  # each forward replayed as a CUDA graph (adafocus.cuda_graphs)
+    blocked_layout: bool = False  # oneDNN blocked layout for every float ResNet (adafocus.accelerate.onednn)
+    cuda_graphs: bool = False  # each forward replayed as a CUDA graph (adafocus.accelerate.cuda_graphs)
 
     @property
     def label(self) -> str:
@@ -172,17 +132,19 @@ def build(name: str, args: argparse.Namespace, setting: Setting) -> tuple:
     baselines alike) gets the int8 one, calibrated on random frames (timing only: the weights are
     random as well).
     """
-    spec, device = MODELS[name], torch.device(args.device)
+    entry, device = get_entry(name), torch.device(args.device)
     torch.manual_seed(0)
-    model = spec.build(args.glance_size if spec.baseline else None)
+    model = entry.build(**({"glance_size": args.glance_size} if entry.baseline else {}))
+    frames, size = entry.preprocess.num_frames, entry.preprocess.input_size
     has_glance = getattr(model, "global_cnn", None) is not None
     setting = replace(
         setting,
-        quantize_heads=setting.quantize_heads and bool(spec.baseline),
+        quantize_heads=setting.quantize_heads and bool(entry.baseline),
         quantize_glance=setting.quantize_glance and has_glance,
-        blocked_layout=setting.blocked_layout and not setting.quantize_local and bool(resnet_parts(model)),
+        blocked_layout=setting.blocked_layout and not setting.quantize_local and bool(resnet_backbones(model)),
     )
-    row: dict[str, Any] = dict(model=name, gflops=gflops(name, model), baseline=spec.baseline, setting=setting)
+    row: dict[str, Any] = dict(model=name, gflops=gflops(entry, model), baseline=_arch(entry.baseline),
+                               frames=frames, input_size=size, setting=setting)  # fmt: skip
     model = prepare_for_inference(
         model.to(device),
         channels_last=setting.channels_last,
@@ -193,58 +155,37 @@ def build(name: str, args: argparse.Namespace, setting: Setting) -> tuple:
         blocked_layout=setting.blocked_layout,
     )
     if setting.quantize_glance:
-        quantize_glance(model, torch.randn(2, spec.frames, 3, spec.input_size, spec.input_size))
+        quantize_glance(model, torch.randn(2, frames, 3, size, size))
     if setting.quantize_local:  # one clip's worth of inputs: TSM backbones shift over whole clips
-        size = getattr(model, "patch_size", spec.input_size)
-        model.local_cnn = quantize_backbone(model.local_cnn, [torch.randn(spec.frames, 3, size, size)])
+        side = getattr(model, "patch_size", size)
+        model.local_cnn = quantize_backbone(model.local_cnn, [torch.randn(frames, 3, side, side)])
     return row, model
 
 
 def measure(jobs: list[tuple[dict, nn.Module]], args: argparse.Namespace, progress: Callable[[str], None]) -> None:
-    """Time every job at batch 1 and ``args.batch_size``, in interleaved rounds.
-
-    Round r times each model once, so a load change on a shared machine hits all of them alike and
-    the speed-up ratios stay meaningful; each model's figure is the median over rounds (``*_min``:
-    the fastest round, the least disturbed one). The per-round figures are kept (``rounds_bs1`` in
-    ms, ``rounds_batch`` in videos/s) for the paired speed-ups of :func:`add_ratios`.
-    """
+    """Time every job at batch 1 (``ms_per_video``) and at ``args.batch_size`` (``videos_per_s``),
+    then, for the AdaFocus models, each part alone and f_G / f_L inside the forward."""
     device, dtype = torch.device(args.device), args.dtype or torch.float32
     pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None  # outputs are never read
-    runners = [_runner(model, row.get("setting"), pool) for row, model in jobs]
-    for bs, key in ((1, "ms_per_video"), (args.batch_size, "videos_per_s")):
-        inputs = []
-        progress(f"batch {bs}: warm-up ({args.warmup} runs per model)")
-        for (row, _), run_ in zip(jobs, runners):
-            spec = MODELS[row["model"]]
-            x = torch.randn(bs, spec.frames, 3, spec.input_size, spec.input_size, device=device, dtype=dtype)
-            time_fn(lambda f=run_, x=x: f(x), device, args.warmup, 0)
-            inputs.append(x)
-        times: list[list[float]] = [[] for _ in jobs]
-        for r in range(max(1, args.repeats)):
-            progress(f"batch {bs}: round {r + 1}/{args.repeats} over {len(jobs)} models")
-            for i, (run_, x) in enumerate(zip(runners, inputs)):
-                times[i].append(time_fn(lambda f=run_, x=x: f(x), device, args.round_warmup, 1))
-        for (row, _), ts in zip(jobs, times):
-            med, best = statistics.median(ts), min(ts)
-            row[key], row[key + "_min"] = (1000 * med, 1000 * best) if bs == 1 else (bs / med, bs / best)
-            row["rounds_bs1" if bs == 1 else "rounds_batch"] = [1000 * t if bs == 1 else bs / t for t in ts]
-    if args.no_breakdown:
-        return
     for row, model in jobs:
-        spec = MODELS[row["model"]]
-        if not spec.baseline:
+        run_ = _runner(model, row.get("setting"), pool)
+        for bs in (1, args.batch_size):
+            progress(f"{row['model']} {row['setting'].label}: batch {bs}")
+            x = torch.randn(bs, row["frames"], 3, row["input_size"], row["input_size"], device=device, dtype=dtype)
+            sec = time_fn(lambda f=run_, x=x: f(x), device, args.warmup, args.repeats)
+            if bs == 1:
+                row["ms_per_video"] = 1000 * sec
+            if bs == args.batch_size:
+                row["videos_per_s"] = bs / sec
+        if args.no_breakdown or not row["baseline"]:
             continue
-        progress(f"parts {row['model']}")
-        x = torch.randn(1, spec.frames, 3, spec.input_size, spec.input_size, device=device, dtype=dtype)
-        fns = part_fns(model, x)
-        parts = {k: 1000 * time_fn(fn, device, args.warmup, args.repeats) for k, fn in fns.items()}
-        row["parts_ms"] = parts
+        progress(f"{row['model']}: parts")
+        x = torch.randn(1, row["frames"], 3, row["input_size"], row["input_size"], device=device, dtype=dtype)
+        row["parts_ms"] = {
+            k: 1000 * time_fn(fn, device, args.warmup, args.repeats) for k, fn in part_fns(model, x).items()
+        }
         row["in_forward_ms"] = split_forward(model, x, device, args.warmup, args.repeats)
         row["overhead"] = row["in_forward_ms"]["other"] / row["in_forward_ms"]["forward"]
-        if args.batch_size > 1:  # the heads' weights are read once per step for the whole batch
-            xb = torch.randn(args.batch_size, *x.shape[1:], device=device, dtype=dtype)
-            inner = split_forward(model, xb, device, 1, max(1, args.repeats // 2))
-            row["overhead_batch"] = inner["other"] / inner["forward"]
 
 
 def _runner(model: nn.Module, setting: Setting | None, pool: Any = None) -> Callable[[torch.Tensor], Any]:
@@ -294,27 +235,16 @@ def split_forward(model: nn.Module, x: torch.Tensor, device: torch.device, warmu
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """Speed-ups over each row's baseline (timed in the same session/setting) next to the FLOPs ratio.
-
-    A speed-up is the median over rounds of the per-round ratio (model and baseline timed seconds
-    apart in the same round), which cancels load drifts that a ratio of two medians keeps; rows
-    without per-round times fall back to the ratio of the medians.
-    """
-
-    def paired(base: dict, row: dict, key: str, fallback: float) -> float:
-        a, b = base.get(key), row.get(key)
-        if not a or not b or len(a) != len(b):
-            return fallback
-        return statistics.median(x / y for x, y in zip(a, b))
-
+    """Speed-ups over each row's baseline (timed in the same setting) next to the FLOPs ratio;
+    "realised" is their quotient (1: the FLOPs saving is all turned into time)."""
     by = {(r["model"], r["session"]): r for r in rows}
     for r in rows:
         base = by.get((r["baseline"], r["session"]))
         if base is None:
             continue
         r["flops_ratio"] = base["gflops"] / r["gflops"]
-        r["speedup_bs1"] = paired(base, r, "rounds_bs1", base["ms_per_video"] / r["ms_per_video"])
-        r["speedup_batch"] = paired(r, base, "rounds_batch", r["videos_per_s"] / base["videos_per_s"])
+        r["speedup_bs1"] = base["ms_per_video"] / r["ms_per_video"]
+        r["speedup_batch"] = r["videos_per_s"] / base["videos_per_s"]
         r["realised_bs1"] = r["speedup_bs1"] / r["flops_ratio"]
         r["realised_batch"] = r["speedup_batch"] / r["flops_ratio"]
 
@@ -325,13 +255,13 @@ def print_tables(rows: list[dict[str, Any]], batch_size: int, out=None) -> None:
     def f(v: Any, spec: str) -> str:
         return format(v, spec) if isinstance(v, (int, float)) else format("-", spec[:-2].split(".")[0])
 
-    head = (f"{'model':<20}{'setting':<14}{'GFLOPs':>8}{'ms/video':>10}{'(min)':>8}{f'vid/s@{batch_size}':>11}"
+    head = (f"{'model':<26}{'setting':<14}{'GFLOPs':>8}{'ms/video':>10}{f'vid/s@{batch_size}':>11}"
             f"{'FLOPs x':>9}{'speed bs1':>10}{'real.':>7}{f'speed@{batch_size}':>10}{'real.':>7}")  # fmt: skip
     print(head, file=out)
     print("-" * len(head), file=out)
     for r in rows:
-        print(f"{r['model']:<20}{_setting(r):<14}{r['gflops']:>8.3g}{r['ms_per_video']:>10.1f}"
-              f"{r['ms_per_video_min']:>8.1f}{r['videos_per_s']:>11.2f}{f(r.get('flops_ratio'), '>9.2f')}"
+        print(f"{r['model']:<26}{_setting(r):<14}{r['gflops']:>8.3g}{r['ms_per_video']:>10.1f}"
+              f"{r['videos_per_s']:>11.2f}{f(r.get('flops_ratio'), '>9.2f')}"
               f"{f(r.get('speedup_bs1'), '>10.2f')}"
               f"{f(r.get('realised_bs1'), '>7.2f')}{f(r.get('speedup_batch'), '>10.2f')}"
               f"{f(r.get('realised_batch'), '>7.2f')}", file=out)  # fmt: skip
@@ -339,19 +269,16 @@ def print_tables(rows: list[dict[str, Any]], batch_size: int, out=None) -> None:
     if parts:
         names = list(parts[0]["parts_ms"])
         print("\nAdaFocus at batch 1, ms: each part timed alone | inside the forward (hooks): f_G, f_L, the rest "
-              "(policy + crop + classifier + glue); overhead = rest / forward (@N: the same at the batch size); "
-              "eager calls, also in +cg settings",
+              "(policy + crop + classifier + glue); overhead = rest / forward; eager calls, also in +cg settings",
               file=out)  # fmt: skip
-        print(f"{'model':<20}{'setting':<14}" + "".join(f"{n:>11}" for n in names) + " |"
-              f"{'forward':>9}{'f_G':>8}{'f_L':>8}{'rest':>7}{'overhead':>10}{f'@{batch_size}':>8}",
-              file=out)  # fmt: skip
+        print(f"{'model':<26}{'setting':<14}" + "".join(f"{n:>11}" for n in names) + " |"
+              f"{'forward':>9}{'f_G':>8}{'f_L':>8}{'rest':>7}{'overhead':>10}", file=out)  # fmt: skip
         for r in parts:
             ms, inner = r["parts_ms"], r["in_forward_ms"]
             cells = "".join(f"{ms[n]:>11.2f}" for n in names)
-            at_batch = f(100 * r["overhead_batch"], ">7.2f") + "%" if "overhead_batch" in r else f(None, ">8.2f")
             tail = (f" |{inner['forward']:>9.1f}{inner['f_G']:>8.1f}{inner['f_L']:>8.1f}{inner['other']:>7.1f}"
-                    f"{100 * r['overhead']:>9.2f}%{at_batch}")  # fmt: skip
-            print(f"{r['model']:<20}{_setting(r):<14}{cells}{tail}", file=out)
+                    f"{100 * r['overhead']:>9.2f}%")  # fmt: skip
+            print(f"{r['model']:<26}{_setting(r):<14}{cells}{tail}", file=out)
 
 
 def _setting(r: dict[str, Any]) -> str:
@@ -373,13 +300,14 @@ def run(args: argparse.Namespace) -> int:
     args.allocator = "system"
     if args.keep_freed_memory and keep_freed_memory():
         args.allocator = "glibc, freed memory kept"
-    names = args.models.split(",") if args.models else list(DEFAULT_MODELS)
-    unknown = [n for n in names if n not in MODELS]
+    names = args.models.split(",") if args.models else default_models()
+    known = architectures(include_tests=True)
+    unknown = [n for n in names if _arch(n) not in known]
     if unknown:
-        print(f"unknown model(s) {unknown}; choose from {list(MODELS)}", file=sys.stderr)
+        print(f"unknown model(s) {unknown}; choose from {known}", file=sys.stderr)
         return 2
     for n in list(names):  # every AdaFocus model needs its baseline timed with the same settings
-        b = MODELS[n].baseline
+        b = _arch(get_entry(n).baseline)
         if b and b not in names:
             names.append(b)
     args.dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
@@ -439,8 +367,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([dict(r, setting=r["setting"].__dict__) for r in rows], indent=2))
         return 0
     print(f"device={args.device} threads={torch.get_num_threads()} dtype={args.dtype or torch.float32} "
-          f"warmup={args.warmup} repeats={args.repeats} (medians of interleaved rounds; speed-ups: median "
-          "of the per-round ratios); "
+          f"warmup={args.warmup} repeats={args.repeats} (mean per call, torch.utils.benchmark); "
           f"glance_size={args.glance_size or 'input'}; allocator: {args.allocator}; "
           "settings apply to baselines too")  # fmt: skip
     print_tables(rows, args.batch_size)

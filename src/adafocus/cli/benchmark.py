@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-# the models of adafocus.bench.inference.MODELS (a test keeps the two in step)
-MODEL_NAMES = ("adafocus_p96", "adafocus_p128", "adafocus_p160", "full_rn50", "full_mn2_rn50", "adafocus_tsm_p144",
-               "adafocus_tsm_p160", "adafocus_tsm_p176", "tsm_plus", "tiny_adafocus", "tiny_full",
-               "tiny_adafocus_tsm", "tiny_tsm_plus")  # fmt: skip
-
 
 def _run(args: argparse.Namespace) -> int:
     from ..bench.inference import run
@@ -22,16 +17,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--batch-size", type=int, default=8, help="batch for the throughput measurement")
-    p.add_argument("--models", default="", help=f"comma-separated subset of {', '.join(MODEL_NAMES)}")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
-    p.add_argument("--warmup", type=int, default=2)
     p.add_argument(
-        "--round-warmup",
-        type=int,
-        default=0,
-        help="untimed calls of a model right before each of its timed calls (1: warm caches, as when "
-        "one model is served; 0: each call follows the other models' calls)",
+        "--models",
+        default="",
+        help="comma-separated architectures of the registry (adafocus zoo --all; default: the paper's and their "
+        "baselines; test_adafocus / test_adafocus_tsm for a quick check)",
     )
+    p.add_argument("--repeats", type=int, default=5, help="timed consecutive calls per measurement (their mean)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls before (torch.utils.benchmark adds 2)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--compile", action="store_true", help="torch.compile each backbone (slow to compile)")
@@ -54,7 +47,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--cuda-graphs",
         action="store_true",
-        help="replay each forward as a CUDA graph (adafocus.cuda_graphs; --device cuda; the per-part "
+        help="replay each forward as a CUDA graph (adafocus.accelerate.cuda_graphs; --device cuda; the per-part "
         "breakdown stays eager)",
     )
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")

@@ -17,7 +17,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.custom:
         import torch
 
-        from ..model import AdaFocus
+        from ..models.adafocus import AdaFocus
 
         model = AdaFocus(
             num_classes=args.num_classes,

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..flops import count_flops, count_macs
-from ..model import AdaFocus
+from ..models.adafocus import AdaFocus
 
 
 @dataclass

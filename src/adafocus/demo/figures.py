@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only: no display on CI machines
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from ..model import AdaFocus  # noqa: E402
+from ..models.adafocus import AdaFocus  # noqa: E402
 from ..viz import denormalise, draw_boxes, save_gif_grid, save_strip_png  # noqa: E402
 from .evaluate import Row  # noqa: E402
 
@@ -78,7 +78,7 @@ def patch_pictures(
     model.eval()
     frames, labels = batch["frames"][:num_videos], batch["label"][:num_videos]
     out = model(frames, sample=False)
-    probs = out.logits[:, -1].softmax(-1)
+    probs = out.prediction.softmax(-1)
     videos, titles = [], []
     for i in range(len(frames)):
         keep = out.keep[i].bool() if out.keep is not None else None

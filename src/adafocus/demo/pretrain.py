@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..backbones import create_backbone
+from ..models.backbones import create_backbone
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 

@@ -161,10 +161,10 @@ def _run(
     progress: bool,
     threads: int | None,
 ) -> dict[str, Any]:
+    from ..accelerate.quantize import quantize_glance
     from ..checkpoint import load_model
     from ..data import synth
     from ..data.datamodule import VideoDataModule
-    from ..quantize import quantize_glance
     from ..serialization import read_checkpoint
     from ..training.cli import run_cli
     from . import figures
@@ -308,7 +308,7 @@ def _run(
         evaluate_adafocus(model, loader, p, method=f"AdaFocus P={PATCH}", seed=seed, progress=progress)
         for p in ("learned", "random", "centre", "gaussian")
     ]
-    # int8 f_G (adafocus.quantize), activation ranges calibrated on 50 training videos
+    # int8 f_G (adafocus.accelerate.quantize), activation ranges calibrated on 50 training videos
     calib = next(iter(eval_loader(ds["train"])))["frames"]
     int8 = quantize_glance(load_model(ckpts["stage3"]), [calib])
     rows.append(evaluate_adafocus(int8, loader, "learned", method=f"int8-f_G AdaFocus P={PATCH}", seed=seed,

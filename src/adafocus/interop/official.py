@@ -40,7 +40,7 @@ import torch
 
 from ..checkpoint import load_model, save_model
 from ..errors import CheckpointError
-from ..model import AdaFocus
+from ..models.adafocus import AdaFocus
 from ..serialization import read_checkpoint
 
 CheckpointArg = str | os.PathLike | Mapping[str, Any]

@@ -13,9 +13,8 @@ from torch import nn
 
 from ..checkpoint import model_class_name, state_dict_from_checkpoint
 from ..errors import CheckpointError
-from ..model import AdaFocus
+from ..models import AdaFocus, AdaFocusBase
 from ..serialization import read_checkpoint
-from ..tsm_model import AdaFocusTSM
 from .metrics import OnlineAccuracy, offline_metrics
 
 EvalPolicy = Literal["learned", "random", "centre", "gaussian"]
@@ -74,7 +73,7 @@ class AdaFocusStage(pl.LightningModule):
     def __init__(
         self,
         num_classes: int,
-        net: Callable[[int], AdaFocus | AdaFocusTSM] | None = None,
+        net: Callable[[int], AdaFocusBase] | None = None,
         init_from: str | None = None,
         multi_label: bool = False,
         eval_policy: EvalPolicy = "learned",
@@ -83,7 +82,7 @@ class AdaFocusStage(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
-        self.model: AdaFocus = net(num_classes) if net is not None else AdaFocus(num_classes)
+        self.model: AdaFocusBase = net(num_classes) if net is not None else AdaFocus(num_classes)
         if init_from:
             missing, unexpected = load_adafocus_weights(self.model, init_from, trust=trust_init_from)
             rank_zero_info(
@@ -124,7 +123,7 @@ class AdaFocusStage(pl.LightningModule):
         frames, labels = batch["frames"], batch["label"]
         gen = torch.Generator(device=self.device).manual_seed(int(self.hparams.seed))
         out = self.model(frames, policy=self.hparams.eval_policy, sample=False, generator=gen)
-        final = out.logits[:, -1]
+        final = out.prediction
         loss = F.cross_entropy(final, labels)
         probs = torch.softmax(final, -1)
         metrics["top1"].update(probs, labels)
@@ -159,7 +158,7 @@ class AdaFocusStage(pl.LightningModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
         out = self.model(batch["frames"], policy=self.hparams.eval_policy, sample=False)
-        return {"probs": torch.softmax(out.logits[:, -1], -1), "offsets": out.offsets, "index": batch.get("index")}
+        return {"probs": torch.softmax(out.prediction, -1), "offsets": out.offsets, "index": batch.get("index")}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["adafocus_config"] = dict(self.model.config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..policy import PolicyNetwork
+from ..models.policy import PolicyNetwork
 from .reward import discounted_returns
 
 

@@ -6,20 +6,20 @@ from dataclasses import dataclass
 
 import torch
 
-from ..crop import pixel_offsets
-from ..fixed_policies import random_locations
-from ..model import AdaFocus
+from ..models.base import AdaFocusBase
+from ..models.crop import pixel_offsets
+from ..models.fixed_policies import random_locations
 
 
 @dataclass
 class Rollout:
     """One batch of T decisions per video, everything detached."""
 
-    feature_maps: torch.Tensor  # (B, T, C, h, w) the policies' inputs
-    actions: torch.Tensor  # (B, T) pi's candidate indices
-    log_probs: torch.Tensor  # (B, T) log pi(a_t) at rollout time
-    rewards: torch.Tensor  # (B, T) Eq. 7
-    logits: torch.Tensor  # (B, T, K) predictions along the rollout
+    feature_maps: torch.Tensor  # (B, S, C, h, w) the policies' inputs (S decisions per clip)
+    actions: torch.Tensor  # (B, S) pi's candidate indices
+    log_probs: torch.Tensor  # (B, S) log pi(a_s) at rollout time
+    rewards: torch.Tensor  # (B, S) Eq. 7
+    logits: torch.Tensor  # (B, S, K) predictions along the rollout
     keep: torch.Tensor | None = None  # (B, T) pi' decisions (AdaFocus+)
     keep_log_probs: torch.Tensor | None = None
     keep_rewards: torch.Tensor | None = None  # (B, T) Eq. 10
@@ -43,7 +43,7 @@ def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
 
 @torch.no_grad()
 def rollout(
-    model: AdaFocus,
+    model: AdaFocusBase,
     frames: torch.Tensor,
     labels: torch.Tensor,
     *,
@@ -52,22 +52,26 @@ def rollout(
 ) -> Rollout:
     """Sample pi (and pi') on a batch and score every decision against its counterfactual.
 
-    Eq. 7: ``r_t = p_y(chosen patch at t | history) - p_y(random patch at t | same history)``, one
-    Monte-Carlo random patch per step, all B*T counterfactual steps in one batched call.
+    Eq. 7: ``r_s = p_y(chosen patch at s | history) - p_y(random patch at s | same history)``, one
+    Monte-Carlo random patch per decision, all B*S counterfactual steps in one batched call
+    (:meth:`~adafocus.models.base.AdaFocusBase.counterfactual`; with one decision per video, as in
+    AdaFocus-TSM, that is the official Sth-Sth reward with ``video_div=1``).
     Eq. 10 (AdaFocus+): ``r'_t = b_t * (p_y(history, f_L on) - p_y(history, f_L off) - lambda P^2)``.
     The history is what really happened: skipped frames contribute all-zero local features.
     """
-    if getattr(model, "policy_scope", "frame") == "video":
-        return video_rollout(model, frames, labels, generator=generator)
     b, t = frames.shape[:2]
-    fmap, g = model.glance(frames)
-    pol = model.policy(fmap)
+    fmap, g = model.glance(model.glance_frames(frames))
+    state = model.policy_input(fmap)
+    pol = model.policy(state)
     actions = model.policy.act(pol.logits, True, generator)
     log_probs = model.policy.distribution(pol.logits).log_prob(actions)
     hw = frames.shape[-2:]
-    chosen = model.focus(frames, pixel_offsets(model.actions_to_locations(actions), hw, model.patch_size))
-    rand_locs = random_locations(b, t, device=frames.device, generator=generator)
-    rand = model.focus(frames, pixel_offsets(rand_locs, hw, model.patch_size))
+
+    def patches_at(locations: torch.Tensor) -> torch.Tensor:  # (B, S, 2) -> f_L features (B, T, D_L)
+        return model.focus(frames, pixel_offsets(model.frame_locations(locations, t), hw, model.patch_size))
+
+    chosen = patches_at(model.actions_to_locations(actions))
+    rand = patches_at(random_locations(b, actions.shape[1], device=frames.device, generator=generator))
     keep = keep_lp = keep_rewards = None
     history = chosen
     if model.skip_policy is not None:
@@ -75,40 +79,10 @@ def rollout(
         keep = model.skip_policy.act(sp.logits, True, generator)
         keep_lp = model.skip_policy.distribution(sp.logits).log_prob(keep)
         history = chosen * keep.unsqueeze(-1)
-    g_in = g if model.reuse_global else None
-    cf = model.classifier.counterfactual
-    p_chosen = confidence(cf(g_in, history, chosen), labels)
-    rewards = p_chosen - confidence(cf(g_in, history, rand), labels)
+    p_chosen = confidence(model.counterfactual(g, history, chosen), labels)
+    rewards = p_chosen - confidence(model.counterfactual(g, history, rand), labels)
     if keep is not None:
-        p_off = confidence(cf(g_in, history, torch.zeros_like(chosen)), labels)
+        p_off = confidence(model.counterfactual(g, history, torch.zeros_like(chosen)), labels)
         keep_rewards = keep * (p_chosen - p_off - skip_penalty * model.patch_size**2)
     logits, _ = model.classify(g, history)
-    return Rollout(fmap, actions, log_probs, rewards, logits, keep, keep_lp, keep_rewards)
-
-
-@torch.no_grad()
-def video_rollout(
-    model, frames: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator | None = None
-) -> Rollout:
-    """One decision per video (AdaFocus-TSM, ``policy_scope="video"``): a single PPO step.
-
-    Eq. 7 with T = 1: ``r = p_y(clip cropped at the chosen location) - p_y(clip cropped at a
-    random location)`` (the official Sth-Sth reward with ``video_div=1``). Tensors are ``(B, 1)``.
-    """
-    b, t = frames.shape[:2]
-    gin = model.select_glance_frames(frames) if hasattr(model, "select_glance_frames") else frames
-    fmap, g = model.glance(gin)
-    state = fmap.reshape(b, 1, -1, *fmap.shape[-2:])  # all frames' e_G stacked on channels
-    pol = model.policy(state)
-    actions = model.policy.act(pol.logits, True, generator)
-    log_probs = model.policy.distribution(pol.logits).log_prob(actions)
-    hw = frames.shape[-2:]
-
-    def clip_logits(locs: torch.Tensor) -> torch.Tensor:  # (B, 1, 2) -> final logits (B, 1, K)
-        offsets = pixel_offsets(locs.expand(b, t, 2), hw, model.patch_size)
-        return model.classify(g, model.focus(frames, offsets))[0][:, -1:]
-
-    logits = clip_logits(model.actions_to_locations(actions))
-    rand = clip_logits(random_locations(b, 1, device=frames.device, generator=generator))
-    rewards = confidence(logits, labels) - confidence(rand, labels)
-    return Rollout(state, actions, log_probs, rewards, logits)
+    return Rollout(state, actions, log_probs, rewards, logits, keep, keep_lp, keep_rewards)

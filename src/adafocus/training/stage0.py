@@ -40,10 +40,8 @@ class FullFrameStage(AdaFocusStage):
     def _frame_logits(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = frames.flatten(0, 1)
         b, t = frames.shape[:2]
-        # AdaFocus-TSM: f_G sees its own (8) of the clip's (12) frames, its temporal shift needs whole clips
-        gx = self.model.select_glance_frames(frames) if hasattr(self.model, "select_glance_frames") else frames
-        # glance(): f_G learns at the resolution it sees later (glance_size), as one batched call
-        g = self.global_head(self.model.glance(gx)[1]).mean(1)
+        # f_G learns on the frames (AdaFocus-TSM: its 8 of 12) and at the resolution it sees later
+        g = self.global_head(self.model.glance(self.model.glance_frames(frames))[1]).mean(1)
         loc = self.local_head(self.model.local_cnn(x).mean((-2, -1))).view(b, t, -1).mean(1)
         return g, loc
 

@@ -5,7 +5,7 @@ f_G runs on every full frame and is built from small-channel 1x1 and depthwise c
 on, MobileNet-V2 reaches ~63 GMAC/s against ResNet-50's ~150, so the glance, 7% of the FLOPs,
 takes 40% of AdaFocus' time at P=96. In int8 (oneDNN, VNNI/AMX) the same network runs ~3x
 faster (16 frames of 224 px: ~70 -> ~23 ms). Only f_G is quantized here; f_L, pi and f_C keep
-their precision (``quantize_recurrent_heads`` in :mod:`adafocus.inference` covers pi / f_C).
+their precision (``quantize_recurrent_heads`` in :mod:`adafocus.accelerate` covers pi / f_C).
 
 The conversion uses PyTorch's FX graph-mode quantization: conv + BN + activation are fused,
 activation ranges come from calibration frames (a few dozen real frames are enough), weights are
@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import fx, nn
@@ -42,9 +43,10 @@ from torch.ao.quantization import (
 )
 from torch.ao.quantization.observer import ObserverBase
 
-from .inference import quantized_engine
+from ..models.base import AdaFocusBase
 
 ENGINES = ("onednn", "x86", "fbgemm")
+HEADS = ("policy", "skip_policy", "classifier")  # the recurrent heads: pi, pi' and f_C
 #: /proc/cpuinfo flags of an int8 dot product that accumulates in 32 bits (no int16 saturation)
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
@@ -200,12 +202,13 @@ def _glance_inputs(model: nn.Module, clips: Iterable[torch.Tensor]) -> Iterable[
     """What f_G receives for each calibration clip: frames resized to the glance size."""
     import torch.nn.functional as F
 
-    size = getattr(model, "glance_size", None) or getattr(model, "input_size", None)
+    family = isinstance(model, AdaFocusBase)
+    size = model.glance_size if family else getattr(model, "input_size", None)
     for clip in clips:
         if clip.dim() != 5:
             raise ValueError(f"calibration clips must be (B, T, 3, H, W), got shape {tuple(clip.shape)}")
-        if hasattr(model, "select_glance_frames"):
-            clip = model.select_glance_frames(clip)
+        if family:
+            clip = model.glance_frames(clip)
         x = clip.flatten(0, 1).float()
         if size and x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
@@ -239,3 +242,41 @@ def quantize_glance(
     with torch.no_grad():
         model.global_cnn = quantize_backbone(net, _glance_inputs(model, clips), engine=engine, weight_bits=weight_bits)
     return model
+
+
+def quantize_recurrent_heads(model: nn.Module) -> int:
+    """int8 dynamic quantization of the GRU / Linear layers of ``model``'s heads (in place).
+
+    Uses ``torch.ao.quantization.quantize_dynamic`` (deprecated in favour of torchao, but built in;
+    its deprecation warning is silenced). Returns how many head modules were quantized.
+    """
+    from torch.ao.quantization import quantize_dynamic
+
+    # packed for fbgemm (x86) whichever engine the process has set: its batch-1 GRU step ran ~1.5x
+    # faster than oneDNN's here
+    engines = torch.backends.quantized.supported_engines
+    n = 0
+    with quantized_engine(next((e for e in ("x86", "fbgemm") if e in engines), torch.backends.quantized.engine)):
+        for name in HEADS:
+            head = getattr(model, name, None)
+            if isinstance(head, nn.Module):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    quantize_dynamic(head, {nn.GRU, nn.Linear}, dtype=torch.qint8, inplace=True)
+                n += 1
+    return n
+
+
+@contextmanager
+def quantized_engine(engine: str) -> Iterator[None]:
+    """Set ``torch.backends.quantized.engine`` for the block, then give the caller's back.
+
+    Quantization packs weights for the engine set at that moment; the packed modules then run the
+    same whichever engine is set later, so there is no reason to leave a process-wide change behind.
+    """
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous

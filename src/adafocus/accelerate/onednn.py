@@ -12,7 +12,7 @@ here.
 
 :func:`use_blocked_layout` converts a torchvision ResNet trunk (an ``adafocus`` ``resnet*`` /
 ``tsm_resnet*`` backbone) in place: float32 only, BatchNorms folded first
-(:func:`adafocus.inference.fold_batchnorm`), the activations enter the blocked layout at the first
+(:func:`adafocus.accelerate.batchnorm.fold_batchnorm`), the activations enter the blocked layout at the first
 convolution and leave it after ``layer4`` (after ``layer3`` when ``layer4`` runs as GEMMs, below);
 forward hooks do the conversions, so the trunk's state_dict keys stay those of the dense trunk.
 The temporal shift of a TSM trunk moves channels
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .tsm import TemporalShift, temporal_shift
+from ..models.backbones.tsm import TemporalShift, temporal_shift
 
 
 @functools.cache
@@ -245,32 +245,6 @@ def is_resnet(backbone: nn.Module) -> bool:
     return _resnet(backbone) is not None
 
 
-def _resnet_trunks(model: nn.Module) -> list[tuple[nn.Module, int | None]]:
-    """``(trunk, side of its inputs)`` for the ResNets among ``model``'s backbones (f_L sees
-    ``patch_size`` crops, f_G ``glance_size`` frames), or ``[(model, None)]`` if it is one itself."""
-    from .inference import BACKBONES
-
-    frame = getattr(model, "input_size", None)
-    sizes = {
-        "local_cnn": getattr(model, "patch_size", None) or frame,
-        "global_cnn": getattr(model, "glance_size", None) or frame,
-    }
-    parts = [(getattr(model, p, None), sizes[p]) for p in BACKBONES]
-    parts = [(net, size) for net, size in parts if isinstance(net, nn.Module)] or [(model, None)]
-    return [(net, size) for net, size in parts if is_resnet(net)]
-
-
-def resnet_parts(model: nn.Module) -> list[nn.Module]:
-    """The ResNet trunks among ``model``'s backbones (f_G / f_L), or ``[model]`` if it is one itself."""
-    return [net for net, _ in _resnet_trunks(model)]
-
-
-def use_blocked_layout_everywhere(model: nn.Module) -> int:
-    """:func:`use_blocked_layout` on every ResNet trunk of ``model`` (see :func:`resnet_parts`), each
-    told the size of its inputs; returns how many convolutions were converted (0: no ResNet)."""
-    return sum(use_blocked_layout(net, input_size=size) for net, size in _resnet_trunks(model))
-
-
 GEMM_MAX_SIDE = 3  # plain ResNets: layer4 as GEMMs when its maps are at most 3x3 (inputs up to 96 px)
 
 
@@ -300,7 +274,7 @@ def use_blocked_layout(backbone: nn.Module, *, input_size: int | None = None) ->
     shifted = any(isinstance(m, TemporalShift) for m in model.modules())
     region = model.layer4 if shifted else model
     if any(isinstance(m, nn.BatchNorm2d) for m in region.modules()):  # checked before anything changes
-        raise ValueError("use_blocked_layout: fold the BatchNorms first (adafocus.inference.fold_batchnorm)")
+        raise ValueError("use_blocked_layout: fold the BatchNorms first (adafocus.accelerate.batchnorm.fold_batchnorm)")
     gemm4 = all(gemm_ready(m) for m in model.layer4.modules() if isinstance(m, nn.Conv2d))
     if shifted:
         if gemm4:

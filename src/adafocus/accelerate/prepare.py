@@ -14,8 +14,8 @@ the execution of the two CNNs, which this module tunes:
   ``MALLOC_MMAP_MAX_=0`` in the environment do the same job.
 * oneDNN's blocked layout for the ResNet trunks (``blocked_layout``, CPU float32): weights reordered
   once, activations kept blocked between convolutions; ~10% off ResNet-50 on 96-px patches, nothing
-  at 224 px (:mod:`adafocus.onednn`).
-* int8 f_G: :func:`adafocus.quantize.quantize_glance` (needs calibration frames, so not done here).
+  at 224 px (:mod:`adafocus.accelerate.onednn`).
+* int8 f_G: :func:`adafocus.accelerate.quantize.quantize_glance` (needs calibration frames, so not done here).
 * optional ``torch.compile`` of each backbone, with inductor's freezing (weights pre-packed,
   conv + activation fused).
 * optional reduced precision (``dtype=torch.bfloat16`` / ``float16``): GPUs, and CPUs with AMX (bf16).
@@ -28,81 +28,16 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from . import onednn
+from .batchnorm import fold_batchnorm
+from .quantize import quantize_recurrent_heads
 
 BACKBONES = ("global_cnn", "local_cnn")
-HEADS = ("policy", "skip_policy", "classifier")
-
-
-def _conv(m: nn.Module) -> nn.Conv2d | None:
-    """The Conv2d that ``m`` is, or wraps (a TemporalShift's ``net``)."""
-    if isinstance(m, nn.Conv2d):
-        return m
-    inner = getattr(m, "net", None)
-    return inner if isinstance(inner, nn.Conv2d) else None
-
-
-def _fold_pair(parent: nn.Module, conv_name: str, bn_name: str) -> bool:
-    conv, bn = _conv(getattr(parent, conv_name)), getattr(parent, bn_name)
-    # exact type: subclasses such as timm's BatchNormAct2d also apply an activation
-    if conv is None or type(bn) is not nn.BatchNorm2d or not bn.track_running_stats or bn.running_mean is None:
-        return False
-    fused = fuse_conv_bn_eval(conv, bn)
-    holder = getattr(parent, conv_name)
-    if holder is conv:
-        setattr(parent, conv_name, fused)
-    else:
-        holder.net = fused
-    setattr(parent, bn_name, nn.Identity())
-    return True
-
-
-def fold_batchnorm(module: nn.Module) -> int:
-    """Fold every eval-mode ``Conv2d -> BatchNorm2d`` pair into the convolution (in place).
-
-    Pairs are found as neighbours in an ``nn.Sequential`` (MobileNet-V2, the tiny CNNs) or as
-    attributes ``convN``/``bnN`` and ``downsample`` (torchvision ResNets). Returns how many were
-    folded. The module must be in eval mode (training BN normalises by batch statistics).
-    """
-    if module.training:
-        raise ValueError("fold_batchnorm needs an eval-mode module (call .eval() first)")
-    n = 0
-    for parent in list(module.modules()):
-        if isinstance(parent, nn.Sequential):
-            names = list(parent._modules)
-            for a, b in zip(names, names[1:]):
-                n += _fold_pair(parent, a, b)
-        for i in ("", "1", "2", "3"):
-            if hasattr(parent, f"conv{i}") and hasattr(parent, f"bn{i}"):
-                n += _fold_pair(parent, f"conv{i}", f"bn{i}")
-    return n
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc keep freed memory in its heap rather than unmapping it (see module doc).
-
-    Affects the whole process from now on (its memory then stays at its peak). Returns True if it
-    took effect (Linux with glibc), False elsewhere.
-    """
-    import ctypes
-    import ctypes.util
-    import sys
-
-    name = ctypes.util.find_library("c")
-    if not sys.platform.startswith("linux") or not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        m_trim_threshold, m_mmap_max = -1, -4
-        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
-    except (OSError, AttributeError):  # not glibc
-        return False
 
 
 def prepare_for_inference(
@@ -121,7 +56,7 @@ def prepare_for_inference(
     Puts it in eval mode, folds BN into convolutions, switches to channels_last and casts to
     ``dtype``; ``quantize_heads`` gives pi / pi' / f_C int8 dynamically quantized GRU and linear
     layers (CPU, float32 only); ``blocked_layout`` runs every ResNet backbone in oneDNN's blocked
-    layout (:func:`adafocus.onednn.use_blocked_layout`; CPU, float32, not with ``compile``; other
+    layout (:func:`adafocus.accelerate.onednn.use_blocked_layout`; CPU, float32, not with ``compile``; other
     backbones such as MobileNet-V2 stay as they are); with ``compile=True`` each backbone (``global_cnn`` /
     ``local_cnn``, else the whole model) is replaced by its ``torch.compile``'d version (the
     AdaFocus forward itself has data-dependent parts — the crop offsets, AdaFocus+'s kept frames —
@@ -154,9 +89,18 @@ def prepare_for_inference(
     return model
 
 
-def _use_blocked_layout(model: nn.Module, *, fold_bn: bool, dtype: torch.dtype | None, compile: bool) -> None:
-    from . import onednn
+def resnet_backbones(model: nn.Module) -> list[tuple[nn.Module, int | None]]:
+    """``(trunk, side of its inputs)`` of the torchvision ResNets among ``model``'s backbones (f_L
+    sees ``patch_size`` crops, f_G ``glance_size`` frames), or ``[(model, None)]`` if it is one."""
+    frame = getattr(model, "input_size", None)
+    sides = {"local_cnn": getattr(model, "patch_size", None) or frame,
+             "global_cnn": getattr(model, "glance_size", None) or frame}  # fmt: skip
+    parts = [(getattr(model, p, None), sides[p]) for p in BACKBONES]
+    parts = [(net, side) for net, side in parts if isinstance(net, nn.Module)] or [(model, None)]
+    return [(net, side) for net, side in parts if onednn.is_resnet(net)]
 
+
+def _use_blocked_layout(model: nn.Module, *, fold_bn: bool, dtype: torch.dtype | None, compile: bool) -> None:
     if compile or not fold_bn or dtype not in (None, torch.float32):
         raise ValueError("blocked_layout needs fold_bn=True, float32 and compile=False")
     if not onednn.available():  # the plain convolutions give the same results, only slower
@@ -166,46 +110,11 @@ def _use_blocked_layout(model: nn.Module, *, fold_bn: bool, dtype: torch.dtype |
             stacklevel=3,
         )
         return
-    if not onednn.use_blocked_layout_everywhere(model):
+    trunks = resnet_backbones(model)
+    if not trunks:
         raise ValueError(f"blocked_layout: {type(model).__name__} has no ResNet backbone to convert")
-
-
-def quantize_recurrent_heads(model: nn.Module) -> int:
-    """int8 dynamic quantization of the GRU / Linear layers of ``model``'s heads (in place).
-
-    Uses ``torch.ao.quantization.quantize_dynamic`` (deprecated in favour of torchao, but built in;
-    its deprecation warning is silenced). Returns how many head modules were quantized.
-    """
-    from torch.ao.quantization import quantize_dynamic
-
-    # packed for fbgemm (x86) whichever engine the process has set: its batch-1 GRU step ran ~1.5x
-    # faster than oneDNN's here
-    engines = torch.backends.quantized.supported_engines
-    n = 0
-    with quantized_engine(next((e for e in ("x86", "fbgemm") if e in engines), torch.backends.quantized.engine)):
-        for name in HEADS:
-            head = getattr(model, name, None)
-            if isinstance(head, nn.Module):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    quantize_dynamic(head, {nn.GRU, nn.Linear}, dtype=torch.qint8, inplace=True)
-                n += 1
-    return n
-
-
-@contextmanager
-def quantized_engine(engine: str) -> Iterator[None]:
-    """Set ``torch.backends.quantized.engine`` for the block, then give the caller's back.
-
-    Quantization packs weights for the engine set at that moment; the packed modules then run the
-    same whichever engine is set later, so there is no reason to leave a process-wide change behind.
-    """
-    previous = torch.backends.quantized.engine
-    torch.backends.quantized.engine = engine
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = previous
+    for net, side in trunks:
+        onednn.use_blocked_layout(net, input_size=side)
 
 
 def first_parameter(module: nn.Module) -> torch.Tensor | None:

@@ -18,14 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .inference import first_parameter, infer
+from .prepare import first_parameter, infer
 
 
 class GraphedInfer:
     """``infer(model, frames, **kwargs)`` captured once per input shape and replayed.
 
     Args:
-        model: a CUDA model prepared for inference (:func:`adafocus.inference.prepare_for_inference`).
+        model: a CUDA model prepared for inference (:func:`adafocus.prepare_for_inference`).
         warmup: eager calls on a side stream before each capture (cuDNN / cuBLAS pick their
             algorithms and allocate workspaces outside the graph, as CUDA graphs require).
         pool: a memory pool (``torch.cuda.graph_pool_handle()``) shared with other graphs, so that

@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbones import TorchvisionBackbone, adapt_state_dict, register_backbone
+from .registry import register_backbone
+from .torchvision import TorchvisionBackbone, adapt_state_dict
 
 DEFAULT_FRAMES = 8
 
@@ -39,7 +40,7 @@ def temporal_shift(x: torch.Tensor, num_frames: int, fold_div: int = 8) -> torch
     return out.view(nt, c, h, w)
 
 
-# one opaque node under FX tracing (int8 quantization, adafocus.quantize): the shift moves
+# one opaque node under FX tracing (int8 quantization, adafocus.accelerate.quantize): the shift moves
 # values, it has nothing to quantize, and its in-place writes are not traceable
 torch.fx.wrap("temporal_shift")
 
