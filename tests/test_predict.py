@@ -206,11 +206,7 @@ def test_fast_and_int8_glance_flags(files, capsys):
     assert rc == 1 and "calibration" in err
 
 
-def test_fast_runs_a_resnet_f_l_blocked_with_the_same_results(tmp_path, capsys):
-    from adafocus.accelerate import onednn
-
-    if not onednn.available():
-        pytest.skip("torch built without oneDNN")
+def test_fast_folds_a_resnet_f_l_with_the_same_results(tmp_path, capsys):
     torch.manual_seed(0)  # AdaFocus+ with a ResNet-18 f_L: the skip path feeds f_L a subset of the frames
     model = tiny_model(num_classes=4, skip_policy=True, local_backbone="resnet18")
     path = tmp_path / "model.pt"

@@ -35,6 +35,7 @@ from torch import nn
 from .errors import CheckpointError
 from .preprocess import Preprocess, preprocess_for
 from .serialization import describe_error, read_checkpoint
+from .version import __version__
 
 __all__ = ["load_model", "model_classes", "register_model_class", "save_model"]
 
@@ -252,8 +253,6 @@ def save_model(
             raise ValueError(f"save_model: {len(names)} class names for a model with {num_classes} classes")
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    from . import __version__
-
     record = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

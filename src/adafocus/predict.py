@@ -337,11 +337,7 @@ def _speed_up(model: nn.Module, items: list[_Item], args: argparse.Namespace) ->
         return f"--int8-glance needs a number of calibration videos >= 1, got {args.int8_glance}"
     if args.int8_glance and args.device != "cpu":
         return f"--int8-glance runs on the CPU only (got --device {args.device})"
-    from .accelerate import onednn, resnet_backbones
-
-    # on the CPU the ResNet trunks (f_L) also go into oneDNN's blocked layout (adafocus.accelerate.onednn)
-    cpu_resnet = args.device == "cpu" and onednn.available() and bool(resnet_backbones(model))
-    prepare_for_inference(model, blocked_layout=cpu_resnet)
+    prepare_for_inference(model)
     if args.device == "cpu":
         keep_freed_memory()
     if not args.int8_glance:

@@ -6,7 +6,7 @@ Each feature, the measurement that keeps it and the torch API it rests on: ``doc
 
 from .batchnorm import fold_batchnorm
 from .memory import keep_freed_memory
-from .prepare import first_parameter, infer, prepare_for_inference, resnet_backbones
+from .prepare import first_parameter, infer, prepare_for_inference
 from .quantize import quantize_backbone, quantize_glance, quantize_recurrent_heads
 
 __all__ = [
@@ -18,5 +18,4 @@ __all__ = [
     "quantize_backbone",
     "quantize_glance",
     "quantize_recurrent_heads",
-    "resnet_backbones",
 ]

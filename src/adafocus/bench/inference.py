@@ -28,9 +28,10 @@ import torch
 from torch import nn
 from torch.utils.benchmark import Timer
 
-from ..accelerate import infer, keep_freed_memory, prepare_for_inference, resnet_backbones
+from ..accelerate import infer, keep_freed_memory, prepare_for_inference
 from ..accelerate.cuda_graphs import GraphedInfer
 from ..accelerate.quantize import quantize_backbone, quantize_glance
+from ..errors import UsageError
 from ..flops import count_flops, count_macs
 from ..models.base import AdaFocusBase
 from ..models.crop import crop_patches, pixel_offsets
@@ -114,14 +115,13 @@ class Setting:
     quantize_heads: bool = False  # int8 GRU / linear weights in pi and f_C
     quantize_glance: bool = False  # int8 f_G (adafocus.accelerate.quantize), in the baselines too
     quantize_local: bool = False  # int8 f_L / the baselines' ResNet-50 too (everything int8 but pi / f_C)
-    blocked_layout: bool = False  # oneDNN blocked layout for every float ResNet (adafocus.accelerate.onednn)
     cuda_graphs: bool = False  # each forward replayed as a CUDA graph (adafocus.accelerate.cuda_graphs)
 
     @property
     def label(self) -> str:
         s = ("cl" if self.channels_last else "nchw") + ("+bn" if self.fold_bn else "") + ("+cc" if self.compile else "")
         s += ("+q8" if self.quantize_heads else "") + ("+g8" if self.quantize_glance else "")
-        s += ("+l8" if self.quantize_local else "") + ("+blk" if self.blocked_layout else "")
+        s += "+l8" if self.quantize_local else ""
         return s + ("+cg" if self.cuda_graphs else "")
 
 
@@ -141,7 +141,6 @@ def build(name: str, args: argparse.Namespace, setting: Setting) -> tuple:
         setting,
         quantize_heads=setting.quantize_heads and bool(entry.baseline),
         quantize_glance=setting.quantize_glance and has_glance,
-        blocked_layout=setting.blocked_layout and not setting.quantize_local and bool(resnet_backbones(model)),
     )
     row: dict[str, Any] = dict(model=name, gflops=gflops(entry, model), baseline=_arch(entry.baseline),
                                frames=frames, input_size=size, setting=setting)  # fmt: skip
@@ -152,7 +151,6 @@ def build(name: str, args: argparse.Namespace, setting: Setting) -> tuple:
         compile=setting.compile,
         dtype=args.dtype,
         quantize_heads=setting.quantize_heads,
-        blocked_layout=setting.blocked_layout,
     )
     if setting.quantize_glance:
         quantize_glance(model, torch.randn(2, frames, 3, size, size))
@@ -285,10 +283,41 @@ def _setting(r: dict[str, Any]) -> str:
     return r["setting"].label
 
 
+def _models(args: argparse.Namespace) -> list[str]:
+    """The architectures to time, each AdaFocus model's baseline added (timed with the same settings)."""
+    names = args.models.split(",") if args.models else default_models()
+    known = architectures(include_tests=True)
+    unknown = [n for n in names if _arch(n) not in known]
+    if unknown:
+        raise UsageError(f"--models: unknown {unknown}; choose from {known}")
+    for n in list(names):
+        b = _arch(get_entry(n).baseline)
+        if b and b not in names:
+            names.append(b)
+    return names
+
+
+def _settings(args: argparse.Namespace) -> list[Setting]:
+    """The one setting the flags describe, or with ``--ablate`` each optimisation added in turn."""
+    if args.cuda_graphs and not args.device.startswith("cuda"):
+        raise UsageError("--cuda-graphs needs --device cuda")
+    q8, q_glance = args.quantize_heads, args.quantize_glance or args.quantize_local
+    if not args.ablate:
+        return [Setting(args.channels_last, args.fold_bn, args.compile, q8, q_glance, args.quantize_local,
+                        args.cuda_graphs)]  # fmt: skip
+    settings = [Setting(False, False), Setting(True, False), Setting(True, True)]
+    settings += [Setting(quantize_heads=True)] if q8 else []
+    settings += [Setting(quantize_heads=q8, quantize_glance=True)] if q_glance else []
+    settings += [Setting(quantize_heads=q8, quantize_glance=True, quantize_local=True)] if args.quantize_local else []
+    settings += [Setting(compile=True, quantize_heads=q8)] if args.compile else []
+    return settings + ([Setting(cuda_graphs=True)] if args.cuda_graphs else [])
+
+
 def run(args: argparse.Namespace) -> int:
+    """``adafocus benchmark``: time the models under each setting, print (or ``--json``) the tables."""
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("--device cuda: CUDA is not available here", file=sys.stderr)
-        return 2
+        raise UsageError("--device cuda: CUDA is not available here")
+    names, settings = _models(args), _settings(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.compile:  # every model's backbones share a few forward code objects; each shape is a new entry
@@ -297,57 +326,16 @@ def run(args: argparse.Namespace) -> int:
         for limit in ("recompile_limit", "cache_size_limit"):
             if hasattr(dynamo.config, limit):
                 setattr(dynamo.config, limit, max(getattr(dynamo.config, limit), 256))
-    args.allocator = "system"
-    if args.keep_freed_memory and keep_freed_memory():
-        args.allocator = "glibc, freed memory kept"
-    names = args.models.split(",") if args.models else default_models()
-    known = architectures(include_tests=True)
-    unknown = [n for n in names if _arch(n) not in known]
-    if unknown:
-        print(f"unknown model(s) {unknown}; choose from {known}", file=sys.stderr)
-        return 2
-    for n in list(names):  # every AdaFocus model needs its baseline timed with the same settings
-        b = _arch(get_entry(n).baseline)
-        if b and b not in names:
-            names.append(b)
+    args.allocator = "glibc, freed memory kept" if args.keep_freed_memory and keep_freed_memory() else "system"
     args.dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    q8 = args.quantize_heads
-    q_glance = args.quantize_glance or args.quantize_local
-    blk = args.blocked_layout
-    if blk and (args.compile or args.dtype is not None or not args.fold_bn or args.device != "cpu"):
-        print("--blocked-layout needs the CPU, float32, --fold-bn and no --compile", file=sys.stderr)
-        return 2
-    if args.cuda_graphs and not args.device.startswith("cuda"):
-        print("--cuda-graphs needs --device cuda", file=sys.stderr)
-        return 2
-    graphs = args.cuda_graphs
-    settings = [Setting(args.channels_last, args.fold_bn, args.compile, q8, q_glance, args.quantize_local, blk, graphs)]
-    if args.ablate:  # each optimisation added in turn
-        settings = [Setting(False, False), Setting(True, False), Setting(True, True)]
-        if q8:
-            settings.append(Setting(quantize_heads=True))
-        if blk:
-            settings.append(Setting(quantize_heads=q8, blocked_layout=True))
-        if q_glance:
-            settings.append(Setting(quantize_heads=q8, quantize_glance=True, blocked_layout=blk))
-        if args.quantize_local:
-            settings.append(Setting(quantize_heads=q8, quantize_glance=True, quantize_local=True))
-        if args.compile:
-            settings.append(Setting(compile=True, quantize_heads=q8))
-        if graphs:
-            settings.append(Setting(cuda_graphs=True))
-    verbose = not args.json
 
     def progress(msg: str) -> None:
-        if verbose:
+        if not args.json:
             print(f"[benchmark] {msg}", file=sys.stderr, flush=True)
 
     rows = []
-    for session, setting in enumerate(settings):  # models of one setting are timed together, interleaved
-        jobs = []
-        for n in names:
-            progress(f"build {n} {setting}")
-            jobs.append(build(n, args, setting))
+    for session, setting in enumerate(settings):
+        jobs = [build(n, args, setting) for n in names]
         measure(jobs, args, progress)
         rows += [dict(row, session=session) for row, _ in jobs]
         del jobs
@@ -355,14 +343,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from .plot import realised_chart
 
-        chart = realised_chart(
-            rows,
-            args.plot,
-            f"realised share of the FLOPs saving, {args.device}, "
-            f"{torch.get_num_threads()} threads (solid: batch 1, hatched: batch {args.batch_size})",
-            device=args.device,
-        )
-        progress(f"wrote {chart}")
+        title = (f"realised share of the FLOPs saving, {args.device}, {torch.get_num_threads()} threads "
+                 f"(solid: batch 1, hatched: batch {args.batch_size})")  # fmt: skip
+        progress(f"wrote {realised_chart(rows, args.plot, title, device=args.device)}")
     if args.json:
         print(json.dumps([dict(r, setting=r["setting"].__dict__) for r in rows], indent=2))
         return 0

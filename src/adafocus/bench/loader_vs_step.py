@@ -13,8 +13,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from adafocus import AdaFocus
 from adafocus.data import VideoDataModule, synth
+
+from ..models import AdaFocus
 
 
 def main() -> None:

@@ -40,11 +40,6 @@ def add_parser(sub: Any) -> None:
         help="int8 f_L and the baselines' ResNet-50 as well (implies --quantize-glance; CPU)",
     )
     p.add_argument(
-        "--blocked-layout",
-        action="store_true",
-        help="ResNets (f_L, the baselines' ResNet-50) in oneDNN's blocked layout (CPU, float32)",
-    )
-    p.add_argument(
         "--cuda-graphs",
         action="store_true",
         help="replay each forward as a CUDA graph (adafocus.accelerate.cuda_graphs; --device cuda; the per-part "

@@ -70,8 +70,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--fast",
         action="store_true",
-        help="fold BN into convolutions, channels_last; on the CPU also keep freed memory and run ResNets in "
-        "oneDNN's blocked layout; same results up to rounding",
+        help="fold BN into convolutions, channels_last; on the CPU also keep freed memory; same results up to rounding",
     )
     p.add_argument(
         "--int8-glance",
