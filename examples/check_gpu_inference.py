@@ -20,7 +20,7 @@ import sys
 import torch
 
 from adafocus import AdaFocus, AdaFocusTSM
-from adafocus.accelerate.prepare import infer, prepare_for_inference
+from adafocus.accelerate import infer, prepare_for_inference
 
 
 def check(name: str, model: torch.nn.Module, frames: torch.Tensor, device: str) -> list[str]:

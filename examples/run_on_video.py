@@ -10,7 +10,8 @@ The command-line equivalent is `adafocus predict VIDEO --checkpoint MODEL`.
 
 import argparse
 
-from adafocus.predict import load_model, predict_video
+from adafocus import load_model
+from adafocus.predict import predict_video
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ check it first with `adafocus data check train.txt --root VIDEOS --num-classes K
     python examples/train_on_your_videos.py --train-list train.txt --val-list val.txt \
         --root /data/videos --num-classes 10 --out runs/mine
 
-The stage configs default to the CPU demo's (`lightning_configs/demo/`, tiny CNNs on 64x64 frames,
+The stage configs default to the CPU demo's (`adafocus:demo/`, tiny CNNs on 64x64 frames,
 8 frames per clip). For the paper's MobileNet-V2 + ResNet-50 at 224 px pass, e.g.,
 `--set model.init_args.net.init_args.global_backbone=mobilenet_v2 ...` or point --configs at your
 own copies of those four files; ImageNet weights come from local files (--global-weights, --local-weights).
@@ -19,9 +19,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+from adafocus.resources import configs_dir
 from adafocus.training.cli import run_cli
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -31,7 +30,7 @@ def main() -> None:
     p.add_argument("--root", default="", help="prefix of the relative paths in the lists")
     p.add_argument("--num-classes", type=int, required=True)
     p.add_argument("--out", default="runs/my_videos")
-    p.add_argument("--configs", default=str(ROOT / "lightning_configs" / "demo"), help="folder with stage0..3.yaml")
+    p.add_argument("--configs", default=str(configs_dir() / "demo"), help="folder with stage0..3.yaml")
     p.add_argument("--epochs", type=int, default=None, help="override every stage's max_epochs")
     p.add_argument("--global-weights", default=None, help="local file with f_G's ImageNet weights (stage 0)")
     p.add_argument("--local-weights", default=None, help="local file with f_L's ImageNet weights (stage 0)")

@@ -32,15 +32,14 @@ def test_draw_boxes_exactly_on_the_border():
     assert tuple(out[0, 1, 3]) == (7, 7, 7) and tuple(out[0, 2, 11]) == (7, 7, 7)  # just outside
 
 
-def test_draw_boxes_skipped_frames_dashed_grey_and_tensor_input():
+def test_draw_boxes_skipped_frames_thin_grey_and_tensor_input():
     frames = torch.zeros(2, 3, 16, 16, dtype=torch.uint8)  # (T, 3, H, W) is accepted
-    out = draw_boxes(frames, torch.tensor([[0, 0], [4, 4]]), 12, keep=torch.tensor([1, 0]), width=1)
+    out = draw_boxes(frames, torch.tensor([[0, 0], [4, 4]]), 12, keep=torch.tensor([1, 0]), width=2)
     assert out.shape == (2, 16, 16, 3)
-    ring = _ring(16, 16, 4, 4, 12, 1)
     drawn = out[1].any(-1)
-    assert drawn.sum() < ring.sum() and not (drawn & ~ring).any()  # dashed: a subset of the border
-    assert {tuple(c) for c in out[1, drawn]} == {SKIP_COLOUR}
-    assert np.array_equal(out[0].any(-1), _ring(16, 16, 0, 0, 12, 1))  # the kept frame: solid
+    assert np.array_equal(drawn, _ring(16, 16, 4, 4, 12, 1))  # skipped: one pixel wide ...
+    assert {tuple(c) for c in out[1, drawn]} == {SKIP_COLOUR}  # ... and grey
+    assert np.array_equal(out[0].any(-1), _ring(16, 16, 0, 0, 12, 2))  # the kept frame: the full width
 
 
 def test_draw_boxes_checks_shapes_and_clips():

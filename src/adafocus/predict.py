@@ -234,38 +234,6 @@ def collect_inputs(target: str, *, root: str | None = None, delimiter: str = " "
 
 
 # ---- command line ----------------------------------------------------------------------------
-class _Progress:
-    """tqdm when installed (else ``[i/n] path`` lines) on stderr; ``write`` keeps output tidy."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done, self.bar = total, 0, None
-        if total > 1:
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True)
-            except ImportError:
-                pass
-
-    def step(self, path: str) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        elif self.total > 1:
-            print(f"[{self.done}/{self.total}] {path}", file=sys.stderr, flush=True)
-
-    def write(self, text: str, file: Any = None) -> None:
-        file = file or sys.stdout
-        if self.bar is not None:
-            self.bar.write(text, file=file)
-        else:
-            print(text, file=file, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _describe(r: dict[str, Any]) -> str:
     size = f"{r['input_size']}x{r['input_size']}"
     lines = [
@@ -358,87 +326,91 @@ def _speed_up(model: nn.Module, items: list[_Item], args: argparse.Namespace) ->
     return None
 
 
-def run_predict(args: argparse.Namespace) -> int:
-    """``adafocus predict``; returns the exit code (1 if any input failed)."""
-    from .data.errors import DataError
+class _Refused(Exception):
+    """A problem that ends ``adafocus predict`` before any video (printed as one line, exit 1)."""
 
-    def fail(msg: str) -> int:
-        print(f"adafocus predict: {msg}", file=sys.stderr)
-        return 1
 
+def _load_for_predict(args: argparse.Namespace) -> tuple[AdaFocusBase, list[str] | None]:
+    """The model (on ``--device``) and the class names to report."""
     if args.topk < 1:
-        return fail(f"--topk must be >= 1, got {args.topk}")
+        raise _Refused(f"--topk must be >= 1, got {args.topk}")
     if args.num_frames is not None and args.num_frames < 1:
-        return fail(f"--num-frames must be >= 1, got {args.num_frames}")
+        raise _Refused(f"--num-frames must be >= 1, got {args.num_frames}")
     names = None
     if args.labels:
         try:
             names = _read_names(args.labels)
         except (OSError, UnicodeDecodeError) as e:
-            return fail(f"cannot read --labels {args.labels}: {e}")
+            raise _Refused(f"cannot read --labels {args.labels}: {e}") from None
     try:
         model = load_model(args.checkpoint, trust=args.trust_checkpoint)
     except CheckpointError as e:
-        return fail(str(e))
+        raise _Refused(str(e)) from None
     if not isinstance(model, AdaFocusBase):
-        return fail(f"{args.checkpoint}: a {type(model).__name__} picks no patches; predict needs an AdaFocus model")
-    if names is None:
-        names = model.class_names
-    elif len(names) != model.num_classes:
+        raise _Refused(f"{args.checkpoint}: a {type(model).__name__} picks no patches; predict needs an AdaFocus model")
+    if names is not None and len(names) != model.num_classes:
         print(f"adafocus predict: warning: {args.labels} has {len(names)} names for {model.num_classes} classes",
               file=sys.stderr)  # fmt: skip
     try:
         model.to(args.device)
     except (RuntimeError, ValueError) as e:
-        return fail(f"--device {args.device}: {e}")
-    if not os.path.exists(args.input):
-        return fail(f"{args.input}: file not found")
-    items, errors = collect_inputs(args.input, root=args.root, delimiter=args.delimiter)
-    for msg in errors:
-        print(f"error: {msg}", file=sys.stderr)
-    if args.fast or args.int8_glance is not None:
-        msg = _speed_up(model, items, args)
+        raise _Refused(f"--device {args.device}: {e}") from None
+    return model, names if names is not None else model.class_names
+
+
+def _predict_item(model: AdaFocusBase, item: _Item, names: list[str] | None, args: argparse.Namespace,
+                  used: set[str]) -> dict[str, Any]:  # fmt: skip
+    """One input's result document, or ``{"path", "error"}`` naming the file (and list line)."""
+    from .data.errors import DataError
+
+    try:
+        r = predict_video(model, item.path, num_frames=args.num_frames, topk=args.topk, policy=args.policy,
+                          scale_size=args.scale_size, class_names=names, seed=args.seed,
+                          return_frames=bool(args.visualize))  # fmt: skip
+    except DataError as e:
+        return {"path": item.path, "error": str(e.located(list_file=item.list_file, line=item.line)
+                                                if item.list_file else e)}  # fmt: skip
+    except (ValueError, RuntimeError) as e:  # e.g. --num-frames against a model with a fixed clip length
+        where = f"{item.list_file}:{item.line} " if item.list_file else ""
+        return {"path": item.path, "error": f"{where}{item.path}: {str(e).splitlines()[0]}"}
+    if item.label is not None:
+        r["label"], r["label_name"] = item.label, _name(names, item.label)
+    if args.visualize:
+        r["visualization"] = _visualize(r, args.visualize, used)
+    r.pop("frames", None)
+    return r
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """``adafocus predict``; returns the exit code (1 if any input failed)."""
+    from tqdm import tqdm
+
+    try:
+        model, names = _load_for_predict(args)
+        if not os.path.exists(args.input):
+            raise _Refused(f"{args.input}: file not found")
+        items, errors = collect_inputs(args.input, root=args.root, delimiter=args.delimiter)
+        for msg in errors:
+            print(f"error: {msg}", file=sys.stderr)
+        msg = _speed_up(model, items, args) if args.fast or args.int8_glance is not None else None
         if msg:
-            return fail(msg)
+            raise _Refused(msg)
+    except _Refused as e:
+        print(f"adafocus predict: {e}", file=sys.stderr)
+        return 1
     results: list[dict[str, Any]] = []
     used: set[str] = set()
-    progress = _Progress(len(items))
-    failed = len(errors)
-    try:
-        for item in items:
-            try:
-                r = predict_video(model, item.path, num_frames=args.num_frames, topk=args.topk, policy=args.policy,
-                                  scale_size=args.scale_size, class_names=names, seed=args.seed,
-                                  return_frames=bool(args.visualize))  # fmt: skip
-            except DataError as e:
-                msg = str(e.located(list_file=item.list_file, line=item.line) if item.list_file else e)
-                failed += 1
-                progress.write(f"error: {msg}", file=sys.stderr)
-                results.append({"path": item.path, "error": msg})
-                progress.step(item.path)
-                continue
-            except (ValueError, RuntimeError) as e:  # e.g. --num-frames against a video-scope policy
-                where = f"{item.list_file}:{item.line} " if item.list_file else ""
-                msg = f"{where}{item.path}: {str(e).splitlines()[0]}"
-                failed += 1
-                progress.write(f"error: {msg}", file=sys.stderr)
-                results.append({"path": item.path, "error": msg})
-                progress.step(item.path)
-                continue
-            if item.label is not None:
-                r["label"] = item.label
-                r["label_name"] = _name(names, item.label)
-            if args.visualize:
-                r["visualization"] = _visualize(r, args.visualize, used)
-            r.pop("frames", None)
+    with tqdm(items, unit="video", file=sys.stderr, disable=len(items) <= 1, dynamic_ncols=True) as bar:
+        for item in bar:
+            r = _predict_item(model, item, names, args, used)
             results.append(r)
-            if not args.json:
-                progress.write(_describe(r))
-            progress.step(item.path)
-    finally:
-        progress.close()
+            if "error" in r:
+                bar.write(f"error: {r['error']}", file=sys.stderr)
+            elif not args.json:
+                bar.write(_describe(r), file=sys.stdout)
     if args.json:
         print(json.dumps(results, indent=2))
+    failed = len(errors) + sum("error" in r for r in results)
     if failed and len(items) + len(errors) > 1:
         print(f"adafocus predict: {failed} of {len(items) + len(errors)} inputs failed", file=sys.stderr)
     return 1 if failed else 0

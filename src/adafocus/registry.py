@@ -108,7 +108,8 @@ _GFLOPS = {(200, 96): 17.180, (200, 128): 26.522, (200, 160): 38.533, (200, 192)
            (174, 144): 23.534, (174, 160): 27.467, (174, 176): 33.717}  # fmt: skip
 
 
-def _entries() -> list[ModelEntry]:
+def _mn2_rn50_entries() -> list[ModelEntry]:
+    """AdaFocus MN2+RN50, T=16 (Tables 1, 2, 4) and the full-frame baselines it is timed against."""
     e: list[ModelEntry] = []
     for tag, ds, k, metric, ref, scores in (  # {P: (paper score %, paper GFLOPs or None)}
         (
@@ -154,7 +155,7 @@ def _entries() -> list[ModelEntry]:
                 notes="MobileNet-V2 + ResNet-50 on whole frames",
             )
         )
-    e.append(
+    return e + [
         ModelEntry(
             name="full_rn50.activitynet",
             method="full_frame",
@@ -164,7 +165,12 @@ def _entries() -> list[ModelEntry]:
             preprocess=Preprocess(num_frames=16),
             notes="ResNet-50 alone on whole frames",
         )
-    )
+    ]
+
+
+def _tsm_entries() -> list[ModelEntry]:
+    """AdaFocus-TSM, 8 + 12 frames (Table 3), and TSM+."""
+    e: list[ModelEntry] = []
     for tag, ds, scores in (("sthsth", "Something-Something V1", {144: 47.0, 160: 47.6, 176: 48.1}),
                             ("sthsth_v2", "Something-Something V2", {144: 59.7, 160: 60.2, 176: 60.7})):  # fmt: skip
         for p, score in scores.items():
@@ -197,8 +203,12 @@ def _entries() -> list[ModelEntry]:
                 notes="TSM+ (Table 3): TSM MobileNet-V2 + ResNet-50",
             )
         )
-    # tiny stand-ins for tests and quick checks (64x64 frames), as timm's test_* models
-    e += [
+    return e
+
+
+def _test_entries() -> list[ModelEntry]:
+    """Tiny stand-ins for tests and quick checks (64x64 frames), as timm's ``test_*`` models."""
+    return [
         ModelEntry(
             name="test_adafocus",
             method="adafocus",
@@ -238,10 +248,9 @@ def _entries() -> list[ModelEntry]:
             ),
         ),
     ]
-    return e
 
 
-REGISTRY: dict[str, ModelEntry] = {entry.name: entry for entry in _entries()}
+REGISTRY: dict[str, ModelEntry] = {e.name: e for e in (*_mn2_rn50_entries(), *_tsm_entries(), *_test_entries())}
 # names of earlier versions -> today's (a renamed name is accepted with a warning that names the new one)
 _RENAMED = {
     f"adafocus_mn2_rn50_p{p}_{t}": f"adafocus_mn2_rn50_p{p}.{t}"

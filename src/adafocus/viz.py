@@ -24,8 +24,7 @@ import torch
 
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 
-SKIP_COLOUR = (150, 150, 150)  # AdaFocus+ frames where f_L did not run: dashed grey box
-DASH = 4  # dash and gap length (pixels) of skipped-frame boxes
+SKIP_COLOUR = (150, 150, 150)  # AdaFocus+ frames where f_L did not run: a thin grey box
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -65,22 +64,6 @@ def denormalise(
     return x.movedim(-3, -1).contiguous().numpy()
 
 
-def _fill(img: np.ndarray, y0: int, y1: int, x0: int, x1: int, colour, dashed: bool, along: int) -> None:
-    """Fill rows ``[y0, y1)`` x columns ``[x0, x1)`` (clipped); dashed along axis ``along`` (1: x, 0: y) if asked."""
-    h, w = img.shape[:2]
-    ya, yb, xa, xb = max(0, y0), min(h, y1), max(0, x0), min(w, x1)
-    if ya >= yb or xa >= xb:
-        return
-    if not dashed:
-        img[ya:yb, xa:xb] = colour
-    elif along == 1:
-        cols = np.arange(xa, xb)
-        img[ya:yb, cols[((cols - x0) // DASH) % 2 == 0]] = colour
-    else:
-        rows = np.arange(ya, yb)
-        img[rows[((rows - y0) // DASH) % 2 == 0], xa:xb] = colour
-
-
 def draw_boxes(
     frames: np.ndarray | torch.Tensor,
     offsets: Any,
@@ -90,14 +73,15 @@ def draw_boxes(
     colour: tuple[int, int, int] = (255, 220, 0),
     width: int = 2,
 ) -> np.ndarray:
-    """Draw each frame's patch as a box; returns a new uint8 ``(T, H, W, 3)`` array.
+    """Draw each frame's patch as a box (``torchvision.utils.draw_bounding_boxes``); returns a new
+    uint8 ``(T, H, W, 3)`` array.
 
     Args:
         frames: uint8 ``(T, H, W, 3)`` (a ``(T, 3, H, W)`` tensor is accepted too).
         offsets: ``(T, 2)`` top-left pixel ``(y, x)`` of each patch (``AdaFocusOutput.offsets[b]``).
         patch_size: P; the box covers rows ``y .. y+P-1`` and columns ``x .. x+P-1``.
         keep: optional ``(T,)`` bool/0-1 (AdaFocus+): frames with ``keep == 0`` (f_L skipped) get a
-            dashed grey box instead.
+            thin grey box instead.
         colour: RGB of the solid boxes.
         width: line width in pixels, drawn *inside* the patch, so the box's outer edge is exactly
             the patch border and nothing outside the patch changes.
@@ -116,16 +100,18 @@ def draw_boxes(
         kept = _as_numpy(keep).reshape(-1).astype(bool)
         if kept.shape != (t,):
             raise ValueError(f"keep must have T={t} entries, got {kept.size}")
+    from torchvision.utils import draw_bounding_boxes
+
     p, lw = int(patch_size), min(int(width), (int(patch_size) + 1) // 2)
     for i in range(t):
         y, x = (int(v) for v in offs[i])
         skipped = kept is not None and not kept[i]
-        c = np.asarray(SKIP_COLOUR if skipped else colour, dtype=np.uint8)
-        f = img[i]
-        _fill(f, y, y + lw, x, x + p, c, skipped, along=1)  # top
-        _fill(f, y + p - lw, y + p, x, x + p, c, skipped, along=1)  # bottom
-        _fill(f, y, y + p, x, x + lw, c, skipped, along=0)  # left
-        _fill(f, y, y + p, x + p - lw, x + p, c, skipped, along=0)  # right
+        # PIL draws the outline inwards from the box's edge: the patch's last row / column is y+P-1 / x+P-1
+        box = torch.tensor([[x, y, x + p - 1, y + p - 1]])
+        frame = torch.from_numpy(img[i]).permute(2, 0, 1)
+        drawn = draw_bounding_boxes(frame, box, colors=[SKIP_COLOUR if skipped else tuple(colour)],
+                                    width=1 if skipped else lw)  # fmt: skip
+        img[i] = drawn.permute(1, 2, 0).numpy()
     return img
 
 

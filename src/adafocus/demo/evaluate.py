@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..flops import count_flops, count_macs
 from ..models.adafocus import AdaFocus
@@ -29,14 +30,7 @@ class Row:
 
 
 def _progress(iterable, desc: str, total: int | None, show: bool = True):
-    if not show:
-        return iterable
-    try:
-        from tqdm.auto import tqdm
-
-        return tqdm(iterable, desc=desc, total=total, leave=False)
-    except ImportError:  # tqdm comes with Lightning; stay quiet without it
-        return iterable
+    return tqdm(iterable, desc=desc, total=total, leave=False, disable=not show)
 
 
 @torch.inference_mode()

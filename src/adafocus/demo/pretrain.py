@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from torchvision.transforms import v2
 
 from ..models.backbones import create_backbone
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
@@ -47,9 +48,9 @@ class StillImageClassifier(pl.LightningModule):
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``(N, H, W, 3)`` to ImageNet-normalised float ``(N, 3, H, W)`` (as the data module)."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
-    return (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    """uint8 ``(N, H, W, 3)`` to normalised float ``(N, 3, H, W)``, with the data module's own transform ops."""
+    normalise = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return normalise(torch.from_numpy(images).permute(0, 3, 1, 2))
 
 
 def pretrain_backbone(

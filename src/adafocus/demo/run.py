@@ -161,199 +161,165 @@ def _run(
     progress: bool,
     threads: int | None,
 ) -> dict[str, Any]:
-    from ..accelerate.quantize import quantize_glance
-    from ..checkpoint import load_model
-    from ..data import synth
-    from ..data.datamodule import VideoDataModule
-    from ..serialization import read_checkpoint
-    from ..training.cli import run_cli
-    from . import figures
-    from .evaluate import evaluate_adafocus, evaluate_full_frames
-    from .pretrain import pretrain_backbone
+    demo = _Demo(out, seed=seed, plan=FAST if fast else DEFAULT, configs=configs, progress=progress, threads=threads)
+    demo.make_data()
+    demo.train_stages(demo.pretrain())
+    rows = demo.evaluate()
+    return demo.write_metrics(rows, fast=fast)
 
-    plan = FAST if fast else DEFAULT
-    out = Path(out).resolve()
-    cfg = Path(configs) if configs else config_dir()
-    ckpt_dir, data_dir = out / "checkpoints", out / "data"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    _quiet_lightning()
-    workers = 1
-    # one core decodes (DataLoader worker), the rest compute: oversubscribed OpenMP threads spin
-    # against the worker and made training ~20x slower on a 2-core machine
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - workers))
-    clock = _Clock(plan, quiet=False)
-    print(
-        f"adafocus demo: seed {seed}, {'--fast' if fast else 'default'} plan, output {out}, "
-        f"{torch.get_num_threads()} compute thread(s) + {workers} decoding worker",
-        flush=True,
-    )
 
-    clock.begin("data", f"synthetic videos: {plan.num_train}/{plan.num_val}/{plan.num_test} train/val/test")
-    ds = synth.generate(
-        data_dir,
-        num_train=plan.num_train,
-        num_val=plan.num_val,
-        num_test=plan.num_test,
-        num_frames=FRAMES,
-        size=SIZE,
-        patch_hint=PATCH,
-        seed=seed,
-    )
-    clock.end("data")
+class _Demo:
+    """One run: where it writes, its plan, its clock and the checkpoints of every stage."""
 
-    clock.begin("pretrain", f"backbone pre-training on {plan.stills} still crops (stand-in for ImageNet)")
-    images, labels = synth.still_crops(plan.stills, crop=PATCH, size=SIZE, digit_size=DIGIT, seed=seed)
-    weights = {}
-    for role, name in (("global", "demo_glance"), ("local", "demo_local")):
-        weights[role] = str(ckpt_dir / f"pretrained_{name}.pt")
-        pretrain_backbone(
-            name, images, labels, weights[role], epochs=plan.pretrain_epochs, seed=seed, progress=progress
-        )
-    clock.end("pretrain")
+    workers = 1  # one core decodes (DataLoader worker), the rest compute
 
-    data_args = [
-        f"--data.init_args.root={ds['root']}",
-        f"--data.init_args.train_list={ds['train']}",
-        f"--data.init_args.val_list={ds['val']}",
-        f"--data.init_args.num_workers={workers}",
-    ]
-    ckpts: dict[str, str] = {}
+    def __init__(self, out, *, seed: int, plan: DemoPlan, configs, progress: bool, threads: int | None) -> None:
+        self.seed, self.plan, self.progress = seed, plan, progress
+        self.out = Path(out).resolve()
+        self.cfg = Path(configs) if configs else config_dir()
+        self.ckpt_dir, self.data_dir = self.out / "checkpoints", self.out / "data"
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.ckpts: dict[str, str] = {}
+        _quiet_lightning()
+        # oversubscribed OpenMP threads spin against the decoding worker: training was ~20x slower
+        # on a 2-core machine with as many threads as cores
+        torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - self.workers))
+        self.clock = _Clock(plan, quiet=False)
+        print(f"adafocus demo: seed {seed}, {'--fast' if plan is FAST else 'default'} plan, output {self.out}, "
+              f"{torch.get_num_threads()} compute thread(s) + {self.workers} decoding worker", flush=True)  # fmt: skip
 
-    def fit(key: str, config: str, text: str, *extra: str, epochs_key: str | None = None) -> str:
-        clock.begin(key if key in clock.work else epochs_key, text)
-        epochs = plan.epochs[epochs_key or key]
-        cli = run_cli(
-            [
-                "fit",
-                f"--config={cfg / config}",
-                f"--seed_everything={seed}",
-                f"--trainer.max_epochs={epochs}",
-                f"--trainer.default_root_dir={out / 'runs'}",
-                f"--trainer.logger.init_args.save_dir={out / 'logs'}",
-                f"--trainer.logger.init_args.name={key}",
-                f"--trainer.enable_progress_bar={str(progress).lower()}",
-                f"--model.init_args.seed={seed}",
-                *data_args,
-                *extra,
-            ]
-        )
-        dst = ckpt_dir / f"{key}.ckpt"
+    def make_data(self) -> None:
+        from ..data import synth
+
+        p = self.plan
+        self.clock.begin("data", f"synthetic videos: {p.num_train}/{p.num_val}/{p.num_test} train/val/test")
+        self.ds = synth.generate(self.data_dir, num_train=p.num_train, num_val=p.num_val, num_test=p.num_test,
+                                 num_frames=FRAMES, size=SIZE, patch_hint=PATCH, seed=self.seed)  # fmt: skip
+        self.clock.end("data")
+
+    def pretrain(self) -> dict[str, str]:
+        """ImageNet's stand-in: each backbone learns the training handwriting on still crops."""
+        from ..data import synth
+        from .pretrain import pretrain_backbone
+
+        p = self.plan
+        self.clock.begin("pretrain", f"backbone pre-training on {p.stills} still crops (stand-in for ImageNet)")
+        images, labels = synth.still_crops(p.stills, crop=PATCH, size=SIZE, digit_size=DIGIT, seed=self.seed)
+        weights = {}
+        for role, name in (("global", "demo_glance"), ("local", "demo_local")):
+            weights[role] = str(self.ckpt_dir / f"pretrained_{name}.pt")
+            pretrain_backbone(name, images, labels, weights[role], epochs=p.pretrain_epochs, seed=self.seed,
+                              progress=self.progress)  # fmt: skip
+        self.clock.end("pretrain")
+        return weights
+
+    def fit(self, key: str, config: str, text: str, *extra: str, epochs_key: str | None = None) -> str:
+        """``adafocus fit`` of one stage, as a user would run it; its best checkpoint is kept as ``key``."""
+        from ..training.cli import run_cli
+
+        self.clock.begin(key if key in self.clock.work else epochs_key, text)
+        ds, out = self.ds, self.out
+        cli = run_cli([
+            "fit", f"--config={self.cfg / config}", f"--seed_everything={self.seed}",
+            f"--trainer.max_epochs={self.plan.epochs[epochs_key or key]}", f"--trainer.default_root_dir={out / 'runs'}",
+            f"--trainer.logger.init_args.save_dir={out / 'logs'}", f"--trainer.logger.init_args.name={key}",
+            f"--trainer.enable_progress_bar={str(self.progress).lower()}", f"--model.init_args.seed={self.seed}",
+            f"--data.init_args.root={ds['root']}", f"--data.init_args.train_list={ds['train']}",
+            f"--data.init_args.val_list={ds['val']}", f"--data.init_args.num_workers={self.workers}", *extra,
+        ])  # fmt: skip
+        dst = self.ckpt_dir / f"{key}.ckpt"
         shutil.copyfile(cli.trainer.checkpoint_callback.best_model_path, dst)
-        if key in clock.work:
-            clock.end(key)
-        ckpts[key] = str(dst)
+        if key in self.clock.work:
+            self.clock.end(key)
+        self.ckpts[key] = str(dst)
         return str(dst)
 
-    net = "--model.init_args.net.init_args."
-    fit(
-        "stage0",
-        "stage0.yaml",
-        "stage 0: f_G and f_L on full frames (and the full-frame baseline)",
-        f"{net}global_weights={weights['global']}",
-        f"{net}local_weights={weights['local']}",
-    )
-    fit("stage1", "stage1.yaml", "stage I: warm-up on random patches", f"--model.init_args.init_from={ckpts['stage0']}")
-    fit("stage2", "stage2.yaml", "stage II: PPO on the policy", f"--model.init_args.init_from={ckpts['stage1']}")
-    fit(
-        "stage3",
-        "stage3.yaml",
-        "stage III: f_C under the learned policy",
-        f"--model.init_args.init_from={ckpts['stage2']}",
-    )
-    fit(
-        "stage2_plus",
-        "stage2.yaml",
-        "AdaFocus+ stage II: PPO on pi and the skip policy pi'",
-        f"--model.init_args.init_from={ckpts['stage2']}",
-        f"{net}skip_policy=true",
-    )
-    clock.begin("stage3_plus", f"AdaFocus+ stage III at keep ratios {plan.keep_ratios}")
-    t_plus = time.perf_counter()
-    for r in plan.keep_ratios:
-        key = f"stage3_plus_keep{int(round(100 * r))}"
-        fit(
-            key,
-            "stage3.yaml",
-            f"  f_C with f_L on {r:.0%} of the frames",
-            f"--model.init_args.init_from={ckpts['stage2_plus']}",
-            f"{net}skip_policy=true",
-            f"--model.init_args.keep_ratio={r}",
-            epochs_key="stage3_plus",
-        )
-    clock.times["stage3_plus"] = time.perf_counter() - t_plus
-    clock.done["stage3_plus"] = clock.times["stage3_plus"]
+    def train_stages(self, weights: dict[str, str]) -> None:
+        """Stages 0, I, II, III, then AdaFocus+ (stage II with pi', stage III at each keep ratio)."""
+        net, init = "--model.init_args.net.init_args.", "--model.init_args.init_from="
+        self.fit("stage0", "stage0.yaml", "stage 0: f_G and f_L on full frames (and the full-frame baseline)",
+                 f"{net}global_weights={weights['global']}", f"{net}local_weights={weights['local']}")  # fmt: skip
+        self.fit("stage1", "stage1.yaml", "stage I: warm-up on random patches", init + self.ckpts["stage0"])
+        self.fit("stage2", "stage2.yaml", "stage II: PPO on the policy", init + self.ckpts["stage1"])
+        self.fit("stage3", "stage3.yaml", "stage III: f_C under the learned policy", init + self.ckpts["stage2"])
+        self.fit("stage2_plus", "stage2.yaml", "AdaFocus+ stage II: PPO on pi and the skip policy pi'",
+                 init + self.ckpts["stage2"], f"{net}skip_policy=true")  # fmt: skip
+        self.clock.begin("stage3_plus", f"AdaFocus+ stage III at keep ratios {self.plan.keep_ratios}")
+        t_plus = time.perf_counter()
+        for r in self.plan.keep_ratios:
+            key, text = f"stage3_plus_keep{int(round(100 * r))}", f"  f_C with f_L on {r:.0%} of the frames"
+            self.fit(key, "stage3.yaml", text, init + self.ckpts["stage2_plus"], f"{net}skip_policy=true",
+                     f"--model.init_args.keep_ratio={r}", epochs_key="stage3_plus")  # fmt: skip
+        self.clock.times["stage3_plus"] = self.clock.done["stage3_plus"] = time.perf_counter() - t_plus
 
-    clock.begin("evaluate", f"held-out evaluation on {plan.num_test} test videos")
-
-    def eval_loader(list_file: str):
+    def eval_loader(self, list_file: str):
         """Evaluation-style clips (centre crop, no flip) of ``list_file``, 50 per batch."""
-        dm = VideoDataModule(
-            test_list=list_file,
-            root=ds["root"],
-            num_classes=ds["num_classes"],
-            num_frames=FRAMES,
-            input_size=SIZE,
-            scale_size=SIZE,
-            scales=[1.0],
-            flip=False,
-            batch_size=50,
-            num_workers=0,
-        )
+        from ..data.datamodule import VideoDataModule
+
+        dm = VideoDataModule(test_list=list_file, root=self.ds["root"], num_classes=self.ds["num_classes"],
+                             num_frames=FRAMES, input_size=SIZE, scale_size=SIZE, scales=[1.0], flip=False,
+                             batch_size=50, num_workers=0)  # fmt: skip
         dm.setup("test")
         return dm.test_dataloader()
 
-    loader = list(eval_loader(ds["test"]))  # decoded once (~120 MB), then scored by every policy and model
-    model = load_model(ckpts["stage3"])
-    rows = [
-        evaluate_adafocus(model, loader, p, method=f"AdaFocus P={PATCH}", seed=seed, progress=progress)
-        for p in ("learned", "random", "centre", "gaussian")
-    ]
-    # int8 f_G (adafocus.accelerate.quantize), activation ranges calibrated on 50 training videos
-    calib = next(iter(eval_loader(ds["train"])))["frames"]
-    int8 = quantize_glance(load_model(ckpts["stage3"]), [calib])
-    rows.append(evaluate_adafocus(int8, loader, "learned", method=f"int8-f_G AdaFocus P={PATCH}", seed=seed,
-                                  progress=progress, flops_model=model))  # fmt: skip
-    for r in plan.keep_ratios:
-        plus = load_model(ckpts[f"stage3_plus_keep{int(round(100 * r))}"])
-        rows.append(
-            evaluate_adafocus(plus, loader, "learned", method=f"AdaFocus+ P={PATCH} (keep {r:.0%})", progress=progress)
-        )
-    full = load_model(ckpts["stage0"])
-    sd0 = read_checkpoint(ckpts["stage0"])["state_dict"]
-    head = torch.nn.Linear(full.local_cnn.num_features, ds["num_classes"])
-    head.load_state_dict({k.removeprefix("local_head."): v for k, v in sd0.items() if k.startswith("local_head.")})
-    rows.append(
-        evaluate_full_frames(
-            full.local_cnn, head, loader, method="Full-frame baseline (f_L on whole frames)", progress=progress
-        )
-    )
-    batch = loader[0]
-    figures.patch_pictures(model, batch, out / "patches.png", out / "patches.gif")
-    figures.patch_pictures(
-        load_model(ckpts[f"stage3_plus_keep{int(round(100 * plan.keep_ratios[-1]))}"]),
-        batch,
-        out / "patches_adafocus_plus.png",
-        None,
-    )
-    title = f"synthetic digits, {plan.num_test} held-out videos, T={FRAMES}, {SIZE}x{SIZE} frames, seed {seed}"
-    plotted = [r for r in rows if not r.method.startswith("int8")]  # same FLOPs as the float row: one point
-    figures.accuracy_vs_gflops(plotted, out / "accuracy_vs_gflops.png", title)
-    figures.online_accuracy(plotted, out / "online_accuracy.png", title)
-    clock.end("evaluate")
+    def evaluate(self) -> list:
+        """Every policy and model on the held-out videos, then the pictures and plots."""
+        from ..accelerate.quantize import quantize_glance
+        from ..checkpoint import load_model
+        from ..serialization import read_checkpoint
+        from .evaluate import evaluate_adafocus, evaluate_full_frames
 
-    checks = acceptance(rows)
-    metrics = {
-        "seed": seed,
-        "fast": fast,
-        "plan": asdict(plan),
-        "rows": [r.as_dict() for r in rows],
-        "checks": checks,
-        "timings_s": {k: round(v, 1) for k, v in clock.times.items()},
-        "wall_time_s": round(clock.elapsed, 1),
-        "peak_memory": peak_memory_mb(),
-        "threads": torch.get_num_threads(),
-        "checkpoints": ckpts,
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print_report(metrics, out)
-    return metrics
+        self.clock.begin("evaluate", f"held-out evaluation on {self.plan.num_test} test videos")
+        loader = list(self.eval_loader(self.ds["test"]))  # decoded once (~120 MB), scored by every policy and model
+        model, seed, show = load_model(self.ckpts["stage3"]), self.seed, self.progress
+        rows = [evaluate_adafocus(model, loader, p, method=f"AdaFocus P={PATCH}", seed=seed, progress=show)
+                for p in ("learned", "random", "centre", "gaussian")]  # fmt: skip
+        # int8 f_G (adafocus.accelerate.quantize), activation ranges calibrated on 50 training videos
+        int8 = quantize_glance(
+            load_model(self.ckpts["stage3"]), [next(iter(self.eval_loader(self.ds["train"])))["frames"]]
+        )
+        rows.append(evaluate_adafocus(int8, loader, "learned", method=f"int8-f_G AdaFocus P={PATCH}", seed=seed,
+                                      progress=show, flops_model=model))  # fmt: skip
+        for r in self.plan.keep_ratios:
+            plus = load_model(self.ckpts[f"stage3_plus_keep{int(round(100 * r))}"])
+            rows.append(evaluate_adafocus(plus, loader, "learned", method=f"AdaFocus+ P={PATCH} (keep {r:.0%})",
+                                          progress=show))  # fmt: skip
+        full = load_model(self.ckpts["stage0"])
+        sd0 = read_checkpoint(self.ckpts["stage0"])["state_dict"]
+        head = torch.nn.Linear(full.local_cnn.num_features, self.ds["num_classes"])
+        head.load_state_dict({k.removeprefix("local_head."): v for k, v in sd0.items() if k.startswith("local_head.")})
+        method = "Full-frame baseline (f_L on whole frames)"
+        rows.append(evaluate_full_frames(full.local_cnn, head, loader, method=method, progress=show))
+        self.draw(rows, model, loader[0])
+        self.clock.end("evaluate")
+        return rows
+
+    def draw(self, rows: list, model, batch) -> None:
+        from ..checkpoint import load_model
+        from . import figures
+
+        out, plan = self.out, self.plan
+        figures.patch_pictures(model, batch, out / "patches.png", out / "patches.gif")
+        plus = load_model(self.ckpts[f"stage3_plus_keep{int(round(100 * plan.keep_ratios[-1]))}"])
+        figures.patch_pictures(plus, batch, out / "patches_adafocus_plus.png", None)
+        title = f"synthetic digits, {plan.num_test} held-out videos, T={FRAMES}, {SIZE}x{SIZE} frames, seed {self.seed}"
+        plotted = [r for r in rows if not r.method.startswith("int8")]  # same FLOPs as the float row: one point
+        figures.accuracy_vs_gflops(plotted, out / "accuracy_vs_gflops.png", title)
+        figures.online_accuracy(plotted, out / "online_accuracy.png", title)
+
+    def write_metrics(self, rows: list, *, fast: bool) -> dict[str, Any]:
+        metrics = {
+            "seed": self.seed,
+            "fast": fast,
+            "plan": asdict(self.plan),
+            "rows": [r.as_dict() for r in rows],
+            "checks": acceptance(rows),
+            "timings_s": {k: round(v, 1) for k, v in self.clock.times.items()},
+            "wall_time_s": round(self.clock.elapsed, 1),
+            "peak_memory": peak_memory_mb(),
+            "threads": torch.get_num_threads(),
+            "checkpoints": self.ckpts,
+        }
+        (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        print_report(metrics, self.out)
+        return metrics
