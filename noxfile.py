@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s demo``."""
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s demo``, ``nox -s package``."""
 
 import nox
 
@@ -28,3 +28,18 @@ def lint(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     _install(session)
     session.run("adafocus", "demo", *session.posargs)
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """The wheel installed with its dependencies into a fresh venv, run from outside the checkout
+    (the test suite does the same with the dependencies borrowed: tests/test_package.py)."""
+    import glob
+
+    dist = session.create_tmp()
+    session.run("pip", "wheel", "--no-deps", "-w", dist, ".")
+    (wheel,) = glob.glob(f"{dist}/adafocus-*.whl")
+    session.install(*TORCH, wheel)
+    session.chdir(dist)
+    session.run("adafocus", "zoo")
+    session.run("adafocus", "demo", "--fast", "--no-progress", "--out", "demo")

@@ -76,3 +76,11 @@ def test_packaged_config_names(capsys):
     with pytest.raises(SystemExit) as info:
         main(["fit", "--config=adafocus:toy/stage1.yaml", "--print_config"])
     assert info.value.code == 0 and "adafocus.training.WarmupStage" in capsys.readouterr().out
+
+
+def test_a_folded_config_names_its_replacement(capsys):
+    assert main(["fit", "--config", "lightning_configs/activitynet/adafocus_mn2_rn50_p96.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "--config adafocus:activitynet/adafocus_mn2_rn50.yaml --model.init_args.net.init_args.patch_size=96"
+    )

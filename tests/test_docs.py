@@ -38,7 +38,7 @@ def test_python_block_runs(page, line, code, tmp_path):
 def _command_lines() -> list[tuple[str, int, list[str]]]:
     lines = []
     for page, start, code in blocks("bash"):
-        for i, raw in enumerate(code.splitlines()):
+        for i, raw in enumerate(code.replace("\\\n", " ").splitlines()):  # continued lines joined
             words = shlex.split(raw, comments=True)
             for j, w in enumerate(words):  # the command ends at a redirection or a pipe
                 if w in (">", ">>", "<", "|", "&&", ";"):

@@ -37,7 +37,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_holds_the_configs_and_py_typed_and_caps_no_torch(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     configs = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "lightning_configs").rglob("*.yaml"))
-    assert len(configs) >= 20
+    assert len(configs) >= 13
     assert {f"adafocus/{c}" for c in configs} <= names
     assert {"adafocus/py.typed", "adafocus/cli/__init__.py", "adafocus/checkpoint.py"} <= names
     assert not any(n.startswith(("tests/", "lightning_configs/")) for n in names)
@@ -68,7 +68,8 @@ def test_installed_wheel_runs_zoo_and_the_demo_outside_the_checkout(wheel, tmp_p
     adafocus = [str(venv / ("Scripts/adafocus.exe" if os.name == "nt" else "bin/adafocus"))]  # the console script
     zoo = subprocess.run([*adafocus, "zoo", "--json"], cwd=work, env=env, check=True, capture_output=True, text=True)
     rows = json.loads(zoo.stdout)
-    assert len(rows) >= 13 and all(r["config"].startswith("adafocus:") for r in rows)
+    configs = [r["config"] for r in rows if r["config"]]
+    assert len(configs) >= 13 and all(c.startswith("adafocus:") for c in configs)
     demo = subprocess.run([*adafocus, "demo", "--fast", "--no-progress", "--out", "demo"], cwd=work, env=env,
                           capture_output=True, text=True, timeout=900)  # fmt: skip
     assert demo.returncode == 0, demo.stderr[-3000:]

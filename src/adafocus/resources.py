@@ -8,6 +8,7 @@ On the command line a packaged config is named ``adafocus:<path>``, e.g.
 from __future__ import annotations
 
 import importlib.resources
+import re
 from pathlib import Path
 
 PREFIX = "adafocus:"
@@ -33,14 +34,29 @@ def config_path(name: str) -> Path:
     return path
 
 
+# the per-patch-size configs of earlier versions: one config per dataset now, the size an override
+_FOLDED = re.compile(r"(?P<dir>\w+)/(?P<arch>adafocus_mn2_rn50|adafocus_tsm)_p(?P<p>\d+)\.yaml$")
+
+
 def resolve_config_args(argv: list[str]) -> list[str]:
-    """``argv`` with every ``--config adafocus:X`` / ``-c adafocus:X`` / ``--config=adafocus:X`` made a file path."""
+    """``argv`` with every ``--config adafocus:X`` / ``-c adafocus:X`` / ``--config=adafocus:X`` made a
+    file path; a config file of earlier versions that was folded into its dataset's one is named."""
     out: list[str] = []
     for i, arg in enumerate(argv):
         after_flag = i > 0 and argv[i - 1] in ("--config", "-c")
-        if after_flag and arg.startswith(PREFIX):
-            arg = str(config_path(arg))
-        elif arg.startswith("--config=" + PREFIX):
-            arg = "--config=" + str(config_path(arg.split("=", 1)[1]))
+        value = arg.split("=", 1)[1] if arg.startswith("--config=") else arg if after_flag else None
+        if value is not None:
+            _check_folded(value)
+            if value.startswith(PREFIX):
+                arg = ("--config=" if arg.startswith("--config=") else "") + str(config_path(value))
         out.append(arg)
     return out
+
+
+def _check_folded(value: str) -> None:
+    m = _FOLDED.search(value.replace("\\", "/"))
+    if m and not Path(value).is_file():
+        raise FileNotFoundError(
+            f"{value}: the per-patch-size configs were folded into one per dataset; use "
+            f"--config {PREFIX}{m['dir']}/{m['arch']}.yaml --model.init_args.net.init_args.patch_size={m['p']}"
+        )

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..models.base import AdaFocusBase
 from .batchnorm import fold_batchnorm
 from .quantize import quantize_recurrent_heads
 
@@ -105,7 +106,7 @@ def infer(model: nn.Module, frames: torch.Tensor, **kwargs: Any) -> Any:
     param = first_parameter(model)
     if param is not None and frames.is_floating_point() and frames.dtype != param.dtype:
         frames = frames.to(param.dtype)
-    if hasattr(model, "policy"):
+    if isinstance(model, AdaFocusBase):
         kwargs.setdefault("sample", False)
         kwargs.setdefault("policy_stats", False)
     with torch.inference_mode():

@@ -56,7 +56,7 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         samples = getattr(_dataset(trainer, dataloader_idx), "samples", None)
         scores, classes = prediction["probs"].float().topk(min(self.topk, prediction["probs"].shape[-1]), dim=-1)
-        patch = int(getattr(pl_module.model, "patch_size", 0))
+        patch = int(pl_module.model.patch_size)
         index = prediction.get("index")
         labels = batch.get("label") if isinstance(batch, dict) else None
         with open(self.path, "a", encoding="utf-8") as f:
