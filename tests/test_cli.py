@@ -84,3 +84,20 @@ def test_a_folded_config_names_its_replacement(capsys):
     assert err.endswith(
         "--config adafocus:activitynet/adafocus_mn2_rn50.yaml --model.init_args.net.init_args.patch_size=96"
     )
+
+
+def test_export_with_labels_and_bad_labels(tmp_path, capsys):
+    from conftest import tiny_model
+
+    from adafocus import load_model, save_model
+
+    src = save_model(tiny_model(num_classes=3), tmp_path / "m.pt")
+    (tmp_path / "names.txt").write_text("a\nb\nc\n")
+    assert main(["export", src, "--out", str(tmp_path / "o.pt"), "--labels", str(tmp_path / "names.txt")]) == 0
+    assert load_model(tmp_path / "o.pt").class_names == ["a", "b", "c"]
+    (tmp_path / "two.txt").write_text("a\nb\n")
+    for labels, expect in (("two.txt", "2 class names for a model with 3 classes"), ("none.txt", "cannot read")):
+        assert main(["export", src, "--out", str(tmp_path / "x.pt"), "--labels", str(tmp_path / labels)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expect in err[0]
+    assert not (tmp_path / "x.pt").exists()

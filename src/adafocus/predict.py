@@ -286,7 +286,8 @@ def _visualize(r: dict[str, Any], out_dir: str, used: set[str]) -> dict[str, str
     return {"png": png, "gif": gif}
 
 
-def _read_names(path: str) -> list[str]:
+def read_class_names(path: str) -> list[str]:
+    """Class names from a text file, one per line (line i = class i); trailing blank lines dropped."""
     with open(path, encoding="utf-8") as f:
         names = [line.strip() for line in f]
     while names and not names[-1]:
@@ -339,7 +340,7 @@ def _load_for_predict(args: argparse.Namespace) -> tuple[AdaFocusBase, list[str]
     names = None
     if args.labels:
         try:
-            names = _read_names(args.labels)
+            names = read_class_names(args.labels)
         except (OSError, UnicodeDecodeError) as e:
             raise _Refused(f"cannot read --labels {args.labels}: {e}") from None
     try:

@@ -80,7 +80,8 @@ def read_checkpoint(
                 return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as err:
         unsafe = [] if trust else _unsafe_globals(path)
-        allowed = {f"{g.__module__}.{g.__qualname__}" for g in safe_globals if hasattr(g, "__qualname__")}
+        # an entry is a class / function, or (object, "the.name.it.is.pickled.under")
+        allowed = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in safe_globals}
         unsafe = [n for n in unsafe if n not in allowed]
         if unsafe:
             shown = ", ".join(unsafe[:6]) + (f" and {len(unsafe) - 6} more" if len(unsafe) > 6 else "")

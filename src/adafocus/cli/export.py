@@ -5,15 +5,24 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..errors import CheckpointError, UsageError
 from .predict import TRUST_HELP
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..predict import _read_names
+    from ..predict import read_class_names
     from ..training.export import export_checkpoint
 
-    names = _read_names(args.labels) if args.labels else None
-    path = export_checkpoint(args.checkpoint, args.out, class_names=names, trust=args.trust_checkpoint)
+    try:
+        names = read_class_names(args.labels) if args.labels else None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"--labels {args.labels}: cannot read it ({err})") from None
+    try:
+        path = export_checkpoint(args.checkpoint, args.out, class_names=names, trust=args.trust_checkpoint)
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError) as err:  # e.g. as many --labels as the model has classes
+        raise UsageError(str(err)) from None
     print(f"wrote {path}  (load with adafocus.load_model)")
     return 0
 
