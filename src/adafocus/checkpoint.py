@@ -139,16 +139,9 @@ def model_from_checkpoint(obj: Any, path: str | os.PathLike) -> nn.Module:
         model = cls(**config)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: its config does not build a {cls.__name__}: {describe_error(err)}") from None
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    shapes = [
-        f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in sd and sd[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
-        parts = [f"{len(x)} {label} (e.g. {', '.join(x[:3])})" for x, label in
-                 ((missing, "missing"), (unexpected, "unexpected"), (shapes, "of the wrong shape")) if x]  # fmt: skip
-        raise CheckpointError(f"{path}: the weights do not fit its {cls.__name__}: " + "; ".join(parts))
+    mismatch = weights_mismatch(model.state_dict(), sd)
+    if mismatch:
+        raise CheckpointError(f"{path}: the weights do not fit its {cls.__name__}: {mismatch}")
     model.load_state_dict(sd, strict=True)
     try:
         model.preprocess = preprocess_for(model, pre)
@@ -159,6 +152,24 @@ def model_from_checkpoint(obj: Any, path: str | os.PathLike) -> nn.Module:
     meta = obj.get("metadata") if isinstance(obj, Mapping) else None
     model.metadata = dict(meta) if isinstance(meta, Mapping) else {}
     return model
+
+
+def weights_mismatch(
+    own: Mapping[str, torch.Tensor],
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    ignore: Sequence[str] = (),
+    examples: int = 3,
+) -> str | None:
+    """How ``state_dict`` fails to fit a model whose own is ``own`` (keys in ``ignore`` may be
+    absent), in one line; ``None`` if it fits exactly."""
+    missing = [k for k in own if k not in state_dict and k not in ignore]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state_dict and state_dict[k].shape != v.shape]  # fmt: skip
+    parts = [f"{len(x)} {label} (e.g. {', '.join(x[:examples])})" for x, label in
+             ((missing, "missing"), (unexpected, "unexpected"), (shapes, "of the wrong shape")) if x]  # fmt: skip
+    return "; ".join(parts) or None
 
 
 def load_model(path: str | os.PathLike, *, trust: bool = False) -> nn.Module:

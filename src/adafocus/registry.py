@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checkpoint import model_classes, weights_mismatch
 from .errors import CheckpointError
 from .preprocess import Preprocess, preprocess_for
 
@@ -88,8 +89,6 @@ class ModelEntry:
     def build(self, **overrides: Any) -> nn.Module:
         """A randomly initialised model with this architecture (``overrides`` win), carrying the
         entry's ``preprocess`` (kept by :func:`adafocus.save_model`)."""
-        from .checkpoint import model_classes
-
         model = model_classes()[self.model_class](**{**self.model_kwargs, **overrides})
         model.preprocess = preprocess_for(model, self.preprocess)
         return model
@@ -320,16 +319,9 @@ def create_model(
     new_head = num_classes is not None and num_classes != entry.num_classes
     head = [k for k in own if new_head and k in sd and sd[k].shape != own[k].shape and k.startswith("classifier.")]
     sd = {k: v for k, v in sd.items() if k not in head}
-    missing = [k for k in own if k not in sd and k not in head]
-    unexpected = [k for k in sd if k not in own]
-    bad = [
-        f"{k}: {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in sd and sd[k].shape != v.shape
-    ]
-    if missing or unexpected or bad:
-        raise CheckpointError(
-            f"{source}: the weights do not fit model {entry.name!r}: missing {missing[:6]}, "
-            f"unexpected {unexpected[:6]}, shape mismatch {bad[:6]}"
-        )
+    mismatch = weights_mismatch(own, sd, ignore=head, examples=6)
+    if mismatch:
+        raise CheckpointError(f"{source}: the weights do not fit model {entry.name!r}: {mismatch}")
     model.load_state_dict({**own, **sd}, strict=True)
     return model
 

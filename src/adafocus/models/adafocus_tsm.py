@@ -74,7 +74,6 @@ class AdaFocusTSM(AdaFocusBase):
                          grid_size=grid_size, input_size=input_size, glance_size=glance_size,
                          gaussian_sigma=gaussian_sigma, config=locals())  # fmt: skip
         self.global_frames, self.local_frames, self.clip_frames = global_frames, local_frames, local_frames
-        self.reuse_global = True
         set_num_frames(self.global_cnn, global_frames)
         set_num_frames(self.local_cnn, local_frames)
         c, h, w = self.glance_map_shape(global_frames)  # the shift needs whole clips
