@@ -11,7 +11,7 @@ from adafocus.flops import count_macs, paper_table
 
 def test_paper_configurations_within_one_percent():
     rows = paper_table()
-    assert len(rows) == 5
+    assert len(rows) == 13  # one per architecture with a paper figure: V1 2 + 3 (TSM), V2 3 + 4 (TSM), Uni 1
     for row in rows:
         assert abs(row["rel_diff"]) <= 0.01, row
 
@@ -49,11 +49,15 @@ def test_cli_flops_table(capsys):
         "adafocus_mn2_rn50_p160",
         "adafocus_tsm_p144 T=8+12",
         "adafocus_tsm_p176",
+        "adafocus_v2_mn2_rn50_p96 T=16",
+        "adafocus_v2_tsm_p128 T=8+12",
+        "uni_adafocus_mn2_rn50_p128 T=48",
     ):
         assert name in text
     assert main(["flops", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["paper"] for r in rows] == [26.6, 38.6, 23.5, 27.5, 33.7]
+    v2 = [17.6, 27.0, 39.0, 18.5, 23.5, 27.5, 33.7]
+    assert [r["paper"] for r in rows] == [26.6, 38.6, 23.5, 27.5, 33.7, *v2, 27.2]
 
 
 def test_cli_verify_custom(capsys):

@@ -218,3 +218,30 @@ def test_fast_folds_a_resnet_f_l_with_the_same_results(tmp_path, capsys):
         assert f["boxes"] == r["boxes"] and f["keep"] == r["keep"]
         assert [c["class"] for c in f["topk"]] == [c["class"] for c in r["topk"]]
         assert [c["score"] for c in f["topk"]] == pytest.approx([c["score"] for c in r["topk"]], abs=1e-4)
+
+
+def test_budget_early_exit_streams_until_confident(capsys, tmp_path):
+    from adafocus import AdaFocusV2, save_model
+    from adafocus.early_exit import step_gflops
+
+    torch.manual_seed(0)
+    model = AdaFocusV2(5, global_backbone="tiny_cnn", local_backbone="tiny_cnn", input_size=64, patch_size=32,
+                       num_frames=4, policy_hidden_dim=16, policy_channels=4, classifier_hidden_dim=32)  # fmt: skip
+    save_model(model, tmp_path / "v2.pt")
+    videos = [_video(tmp_path / f"v{i}.mp4", seed=i) for i in range(6)]
+    (tmp_path / "calib.txt").write_text("".join(f"{v} 20 0\n" for v in videos))
+    full = float(step_gflops(model, 4)[-1])
+    ckpt = ["--checkpoint", str(tmp_path / "v2.pt"), "--json"]
+    rc, out, err = _run(capsys, str(tmp_path / "calib.txt"), *ckpt, "--budget", f"{0.5 * full}",
+                        "--calibration", str(tmp_path / "calib.txt"))  # fmt: skip
+    assert rc == 0, err
+    results = json.loads(out)
+    assert "early exit at" in err and len(results) == 6
+    used = [r["exit"]["frames_used"] for r in results]
+    assert min(used) < 4 and sum(r["exit"]["gflops"] for r in results) / 6 <= 0.5 * full + 1e-9  # fitted on these
+    for r in results:  # boxes only where a frame was processed
+        assert sum(b is not None for b in r["boxes"]) == r["exit"]["frames_used"]
+    rc, _, err = _run(capsys, videos[0], *ckpt, "--budget", "1")
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "--calibration" in err
+    rc, _, err = _run(capsys, videos[0], *ckpt, "--budget", f"{0.1 * full}", "--calibration", videos[0])
+    assert rc == 1 and "below one step" in err

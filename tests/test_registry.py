@@ -38,6 +38,12 @@ def test_entries_carry_paper_metadata():
             assert 0 < e.paper_score < 100 and e.metric in ("mAP", "top1")
         if e.paper_gflops is not None:  # our count agrees with the paper's within 1%
             assert abs(e.gflops - e.paper_gflops) / e.paper_gflops < 0.01, e.name
+    v2 = [get_entry(n) for n in list_models(method="adafocus_v2") if not n.startswith("test_")]
+    assert {(e.dataset, e.patch_size) for e in v2} == {
+        *(("ActivityNet-v1.3", p) for p in (96, 128, 160)), ("FCVID", 128), ("Mini-Kinetics", 128),
+        *((f"Something-Something V{v}", p) for v in (1, 2) for p in (128, 144, 160, 176)),
+    }  # fmt: skip
+    assert all(e.paper_gflops and e.paper_score and e.model_class.startswith("AdaFocusV2") for e in v2)
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         get_entry("nope")
 
@@ -52,7 +58,8 @@ def test_names_follow_timm():
 
 
 @pytest.mark.parametrize("name", ["adafocus_mn2_rn50_p96.activitynet", "adafocus_mn2_rn50_p128.fcvid",
-                                  "adafocus_tsm_p176.sthsth"])  # fmt: skip
+                                  "adafocus_tsm_p176.sthsth", "adafocus_v2_mn2_rn50_p96.activitynet",
+                                  "adafocus_v2_tsm_p128.sthsth_v2"])  # fmt: skip
 def test_stored_gflops_equal_count_flops(name):
     # three representative architectures (a P without a paper figure, K=239, the TSM variant); the
     # other entries' stored figures are checked against the paper above and are shared per (K, P)

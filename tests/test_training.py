@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from adafocus.checkpoint import load_model
 from adafocus.training import PolicyStage
 from adafocus.training.cli import run_cli
 from adafocus.training.ppo import normalised_returns, ppo_loss
@@ -17,14 +18,16 @@ TOY = ROOT / "lightning_configs" / "toy"
 QUIET = ["--trainer.enable_progress_bar=false"]
 
 
-def fit(stage: int, tmp_path: Path, *extra: str) -> Path:
-    """Run ``adafocus fit`` for a toy stage in-process; return the last checkpoint."""
-    out = tmp_path / f"stage{stage}"
+def fit(stage: int | str, tmp_path: Path, *extra: str) -> Path:
+    """Run ``adafocus fit`` for a toy stage (1-3, or "v2": AdaFocusV2's one stage) in-process; return the
+    last checkpoint."""
+    name = f"stage{stage}" if isinstance(stage, int) else stage
+    out = tmp_path / name
     run_cli(
         [
             "fit",
             "--config",
-            str(TOY / f"stage{stage}.yaml"),
+            str(TOY / f"{name}.yaml"),
             f"--trainer.default_root_dir={out}",
             f"--trainer.logger.init_args.save_dir={out}",
             *QUIET,
@@ -154,6 +157,21 @@ def test_stage2_resume_is_exact(tmp_path):
     assert opt["state"], "Adam state was not checkpointed"
 
 
+def test_v2_one_stage_trains_every_part_and_resumes_exactly(tmp_path):
+    full = fit("v2", tmp_path / "full", "--trainer.max_epochs=2")
+    # interrupted after the first epoch (16 toy clips, batch 4): the same run, stopped by max_steps
+    half = fit("v2", tmp_path / "half", "--trainer.max_epochs=2", "--trainer.max_steps=4")
+    resumed = fit("v2", tmp_path / "resumed", "--trainer.max_epochs=2", f"--ckpt_path={half}")
+    assert type(load_model(full)).__name__ == "AdaFocusV2"
+    wf, wr = weights(full), weights(resumed)
+    # one stage: f_G, pi, f_L, f_C and the auxiliary heads all learn in the second epoch
+    assert changed(weights(half), wf) == {"global_cnn", "local_cnn", "policy", "classifier", "global_fc", "local_fc"}
+    for k in wf:
+        torch.testing.assert_close(wr[k], wf[k], rtol=0, atol=0, msg=k)
+    sched = torch.load(resumed, map_location="cpu", weights_only=True)["lr_schedulers"][0]
+    assert sched["last_epoch"] == 2  # the cosine is set per epoch (official) and restored with the loop
+
+
 def test_every_config_prints(capsys):
     configs = sorted((ROOT / "lightning_configs").rglob("*.yaml"))
     assert configs
@@ -197,15 +215,15 @@ def _run(args, env_extra=None, **kw):
     return subprocess.Popen([sys.executable, "-c", DDP_SCRIPT, *args], env=env, **kw)
 
 
-@pytest.mark.parametrize("stage", [1, 2])
+@pytest.mark.parametrize("stage", [1, 2, "v2"])
 def test_ddp_two_processes(tmp_path, stage):
-    init = [] if stage == 1 else [f"--model.init_args.init_from={fit(1, tmp_path)}"]
+    init = [f"--model.init_args.init_from={fit(1, tmp_path)}"] if stage == 2 else []
     out = tmp_path / "ddp"
     p = _run(
         [
             "fit",
             "--config",
-            str(TOY / f"stage{stage}.yaml"),
+            str(TOY / (f"stage{stage}.yaml" if isinstance(stage, int) else f"{stage}.yaml")),
             "--trainer.devices=2",
             "--trainer.strategy=ddp_spawn",
             f"--trainer.default_root_dir={out}",
@@ -345,3 +363,11 @@ def test_stage0_full_frames_hands_backbones_to_stage1(tmp_path):
     assert changed(w0, w1) == {"local_cnn", "classifier"}  # f_G frozen in stage I: stage 0's f_G kept
     fresh = weights(fit(1, tmp_path / "fresh"))  # same seed, no hand-off: f_G stays at its random init
     assert "global_cnn" in changed(fresh, w0) and "global_cnn" not in changed(w0, w1)
+
+
+def test_uni_adafocus_stage_trains_both_policies_through_cli(tmp_path):
+    one = fit("uni", tmp_path / "one")
+    two = fit("uni", tmp_path / "two", "--trainer.max_epochs=2")
+    assert type(load_model(two)).__name__ == "UniAdaFocus"
+    moved = changed(weights(one), weights(two))
+    assert {"temporal_policy", "spatial_policy", "global_cnn", "local_cnn", "classifier", "aux_fc"} <= moved

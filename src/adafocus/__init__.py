@@ -19,12 +19,18 @@ _EXPORTS = {
     "StepOutput": "models",
     "StreamState": "models",
     "AdaFocusTSM": "models",
+    "AdaFocusV2": "models",
+    "AdaFocusV2TSM": "models",
+    "EndToEndStage": "training",
+    "UniAdaFocus": "models",
+    "UniAdaFocusStage": "training",
     "TSMPlus": "models",
     "PolicyNetwork": "models.policy",
     "candidate_grid": "models.crop",
     "crop_patches": "models.crop",
     "pixel_offsets": "models.crop",
     "count_flops": "flops",
+    "sample_patches": "models.crop",
     "create_backbone": "models.backbones",
     "list_backbones": "models.backbones",
     "register_backbone": "models.backbones",
@@ -43,12 +49,17 @@ __all__ = [
     "AdaFocusBase",
     "AdaFocusOutput",
     "AdaFocusTSM",
+    "AdaFocusV2",
+    "AdaFocusV2TSM",
     "CheckpointError",
+    "EndToEndStage",
     "PolicyNetwork",
     "Preprocess",
     "StepOutput",
     "StreamState",
     "TSMPlus",
+    "UniAdaFocus",
+    "UniAdaFocusStage",
     "candidate_grid",
     "count_flops",
     "create_backbone",
@@ -62,6 +73,7 @@ __all__ = [
     "prepare_for_inference",
     "register_backbone",
     "register_model_class",
+    "sample_patches",
     "save_model",
 ]
 
@@ -73,9 +85,20 @@ if TYPE_CHECKING:
     from .checkpoint import load_model, register_model_class, save_model
     from .errors import CheckpointError
     from .flops import count_flops
-    from .models import AdaFocus, AdaFocusBase, AdaFocusOutput, AdaFocusTSM, StepOutput, StreamState, TSMPlus
+    from .models import (
+        AdaFocus,
+        AdaFocusBase,
+        AdaFocusOutput,
+        AdaFocusTSM,
+        AdaFocusV2,
+        AdaFocusV2TSM,
+        StepOutput,
+        StreamState,
+        TSMPlus,
+    )
     from .models.backbones import create_backbone, list_backbones, register_backbone
-    from .models.crop import candidate_grid, crop_patches, pixel_offsets
+    from .models.crop import candidate_grid, crop_patches, pixel_offsets, sample_patches
     from .models.policy import PolicyNetwork
     from .preprocess import Preprocess
     from .registry import create_model, list_models
+    from .training import EndToEndStage

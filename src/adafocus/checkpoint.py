@@ -61,9 +61,12 @@ def model_classes() -> dict[str, type[nn.Module]]:
     """Every class :func:`load_model` can build, by the name files record."""
     from .models.adafocus import AdaFocus
     from .models.adafocus_tsm import AdaFocusTSM
+    from .models.adafocus_v2 import AdaFocusV2, AdaFocusV2TSM
     from .models.full_frame import TSMPlus
+    from .models.uni_adafocus import UniAdaFocus
 
-    return {"AdaFocus": AdaFocus, "AdaFocusTSM": AdaFocusTSM, "TSMPlus": TSMPlus, **_REGISTERED}
+    builtin = (AdaFocus, AdaFocusTSM, AdaFocusV2, AdaFocusV2TSM, TSMPlus, UniAdaFocus)
+    return {**{cls.__name__: cls for cls in builtin}, **_REGISTERED}
 
 
 def model_class_name(model: nn.Module) -> str:

@@ -66,6 +66,8 @@ def count_flops(
     quantized = [n for n, m in model.named_modules() if ".quantized" in type(m).__module__]
     if quantized:  # int8 kernels are invisible to FlopCounterMode: the count would silently drop them
         raise ValueError(f"count_flops: {quantized[0]!r} is int8-quantized; count FLOPs on the float model")
+    if hasattr(model, "temporal_policy"):
+        return _count_uni(model)
     t_g = num_frames
     t_l = local_frames or num_frames
     s, p = model.glance_size, model.patch_size
@@ -97,6 +99,39 @@ def count_flops(
         policy_steps=steps,
         local_frames_run=run,
     )
+
+
+def _count_uni(model) -> FlopsBreakdown:
+    """Uni-AdaFocus: f_G on the glanced frames, both policies once per video, f_L on the focused frames."""
+    g, f, s, p = model.glance_segments, model.focus_segments, model.glance_size, model.patch_size
+    was_training = model.training
+    model.eval()
+    try:
+        per_glance, fmap = _count(model.global_cnn, torch.zeros(1, 3, s, s))
+        per_patch = count_macs(model.local_cnn, torch.zeros(1, 3, p, p))
+        d_g, d_l = model.global_cnn.num_features, model.local_cnn.num_features
+        policy = count_macs(model.spatial_policy, fmap.unsqueeze(0).expand(1, g, *fmap.shape[1:]))
+        policy += count_macs(model.temporal_policy, torch.zeros(1, g, d_g))
+        cls = count_macs(model.classifier, torch.zeros(1, g, d_g), torch.zeros(1, f, d_l))
+    finally:
+        model.train(was_training)
+    giga = 1e9
+    return FlopsBreakdown(global_cnn=per_glance * g / giga, local_cnn=per_patch * f / giga, policy=policy / giga,
+                          classifier=cls / giga, global_frames=g, local_frames=f, policy_steps=1,
+                          local_frames_run=float(f))  # fmt: skip
+
+
+def exit_gflops(model) -> torch.Tensor:
+    """Uni-AdaFocus's cost at each exit ``(F + 1,)``: after the glance (k = 0), then after k focused frames
+    (each adds f_L on one patch, f_C's local MLP and one local head)."""
+    br = _count_uni(model)
+    f = model.focus_segments
+    hidden = model.classifier.local_heads[0][1].in_features
+    with torch.no_grad():
+        per_local = count_macs(model.classifier.local_mlp.eval(), torch.zeros(1, model.local_cnn.num_features))
+        per_local += count_macs(model.classifier.local_heads[0], torch.zeros(1, hidden))
+    per_frame = br.local_cnn / f + per_local / 1e9
+    return br.total - (f - torch.arange(f + 1, dtype=torch.float64)) * per_frame
 
 
 def paper_table() -> list[dict[str, Any]]:

@@ -97,6 +97,7 @@ def predict_video(
     class_names: Sequence[str] | None = None,
     seed: int = 0,
     return_frames: bool = False,
+    exit_policy: Any = None,
 ) -> dict[str, Any]:
     """Classify one video file and report where the model looked.
 
@@ -113,6 +114,9 @@ def predict_video(
             ``None`` where missing).
         seed: seeds the random / gaussian policies, so results are reproducible.
         return_frames: add ``"frames"``: the model's input as uint8 ``(T, H, W, 3)`` (for drawing).
+        exit_policy: an :class:`adafocus.early_exit.ExitPolicy`: stream the frames and stop at the exit
+            (learned policy only); adds ``"exit"`` (frames used, GFLOPs spent) and leaves ``None``
+            boxes for the frames never processed.
 
     Returns a JSON-ready dict: ``path``, ``num_frames`` (T), ``video_frames`` (frames in the file),
     ``frame_indices``, ``policy``, ``input_size``, ``patch_size``, ``topk`` (``[{class, name,
@@ -135,10 +139,15 @@ def predict_video(
     device = param.device if param is not None else torch.device("cpu")
     modes = {m: m.training for m in model.modules()}
     model.eval()
+    exited: dict[str, Any] | None = None
     try:
         with torch.inference_mode():
-            gen = torch.Generator(device=device).manual_seed(seed)
-            out = model(frames.unsqueeze(0).to(device), policy=policy, sample=False, generator=gen, policy_stats=False)
+            if exit_policy is not None:
+                out, exited = _stream_to_exit(model, frames.to(device), exit_policy, policy)
+            else:
+                gen = torch.Generator(device=device).manual_seed(seed)
+                out = model(frames.unsqueeze(0).to(device), policy=policy, sample=False, generator=gen,
+                            policy_stats=False)  # fmt: skip
     finally:
         for m, was in modes.items():
             m.training = was
@@ -157,8 +166,10 @@ def predict_video(
             {"class": int(c), "name": _name(class_names, int(c)), "score": float(s)}
             for s, c in zip(scores.tolist(), classes.tolist())
         ],
-        "boxes": [[int(y), int(x), p, p] for y, x in out.offsets[0].cpu().tolist()],
+        "boxes": [None if y < 0 else [int(y), int(x), p, p] for y, x in model.in_time_order(out.offsets)[0].tolist()],
     }
+    if exited is not None:
+        result["exit"] = exited
     if out.keep is not None:
         result["keep"] = [bool(k) for k in out.keep[0].cpu().tolist()]
     if return_frames:
@@ -249,8 +260,13 @@ def _describe(r: dict[str, Any]) -> str:
         lines.append(f"{head if rank == 1 else '':<9}{rank}. class {c['class']}{name}  {c['score']:.4f}")
     keep = r.get("keep")
     boxes = [
-        f"{t}:({y},{x})" + ("" if keep is None or keep[t] else " skipped") for t, (y, x, _, _) in enumerate(r["boxes"])
+        f"{t}:" + ("not seen" if b is None else f"({b[0]},{b[1]})" + ("" if keep is None or keep[t] else " skipped"))
+        for t, b in enumerate(r["boxes"])
     ]
+    if r.get("exit"):
+        e = r["exit"]
+        lines.append(f"  early exit after {e['frames_used']} of {r['num_frames']} frames: "
+                     f"{e['gflops']:.4g} of {e['full_gflops']:.4g} GFLOPs")  # fmt: skip
     lines.append(f"  patches, frame:(y,x) of the {r['patch_size']}px box in the {size} input: " + "  ".join(boxes))
     return "\n".join(lines)
 
@@ -327,6 +343,44 @@ def _speed_up(model: nn.Module, items: list[_Item], args: argparse.Namespace) ->
     return None
 
 
+def _stream_to_exit(model: AdaFocusBase, frames: torch.Tensor, policy: Any, patch_policy: str):
+    """Early exit: stream ``frames`` ``(T, ...)`` and stop at the exit; an output-like object with the
+    exit step's logits and offsets ``(1, T, 2)`` (-1 for frames never processed), and the exit summary."""
+    from types import SimpleNamespace
+
+    from .early_exit import stream_with_exit
+
+    if patch_policy != "learned":
+        raise ValueError("--budget (early exit) runs the learned policy; drop --policy")
+    logits, used, offsets = stream_with_exit(model, frames, policy)
+    t = frames.shape[0]
+    full = torch.full((1, t, 2), -1, dtype=torch.long)
+    full[0, :used] = offsets.cpu()
+    out = SimpleNamespace(prediction=logits.unsqueeze(0), offsets=full, keep=None)
+    summary = {"frames_used": used, "gflops": float(policy.step_gflops[used - 1]),
+               "full_gflops": float(policy.step_gflops[-1])}  # fmt: skip
+    return out, summary
+
+
+def fit_budget(model: AdaFocusBase, items: list, budget: float, args: argparse.Namespace) -> Any:
+    """Exit thresholds meeting ``budget`` GFLOPs per video, fitted on the calibration videos ``items``."""
+    from tqdm import tqdm
+
+    from .early_exit import fit_exit_policy, step_gflops
+
+    pre = clip_preprocess(model)
+    t = int(args.num_frames or pre.num_frames)
+    gflops = step_gflops(model, t)
+    logits = []
+    model.eval()
+    with torch.inference_mode():
+        for item in tqdm(items, desc="calibrating early exit", unit="video", file=sys.stderr, disable=len(items) < 2):
+            frames = read_clip(item.path, num_frames=t, input_size=pre.input_size,
+                               scale_size=args.scale_size or pre.scale_size, mean=pre.mean, std=pre.std)[0]  # fmt: skip
+            logits.append(model(frames.unsqueeze(0).to(args.device), sample=False, policy_stats=False).logits.cpu())
+    return fit_exit_policy(torch.cat(logits), gflops, budget, confidence=args.exit_confidence)
+
+
 class _Refused(Exception):
     """A problem that ends ``adafocus predict`` before any video (printed as one line, exit 1)."""
 
@@ -367,7 +421,8 @@ def _predict_item(model: AdaFocusBase, item: _Item, names: list[str] | None, arg
     try:
         r = predict_video(model, item.path, num_frames=args.num_frames, topk=args.topk, policy=args.policy,
                           scale_size=args.scale_size, class_names=names, seed=args.seed,
-                          return_frames=bool(args.visualize))  # fmt: skip
+                          return_frames=bool(args.visualize),
+                          exit_policy=getattr(args, "exit_policy", None))  # fmt: skip
     except DataError as e:
         return {"path": item.path, "error": str(e.located(list_file=item.list_file, line=item.line)
                                                 if item.list_file else e)}  # fmt: skip
@@ -380,6 +435,31 @@ def _predict_item(model: AdaFocusBase, item: _Item, names: list[str] | None, arg
         r["visualization"] = _visualize(r, args.visualize, used)
     r.pop("frames", None)
     return r
+
+
+def _budget(model: AdaFocusBase, args: argparse.Namespace) -> Any:
+    """The ``--budget`` exit policy, fitted on ``--calibration``; refusals name the argument at fault."""
+    from .data.errors import DataError
+
+    if not args.calibration:
+        raise _Refused(
+            "--budget needs --calibration LIST: videos to fit the exit thresholds on (e.g. the training list)"
+        )
+    if not os.path.exists(args.calibration):
+        raise _Refused(f"--calibration {args.calibration}: file not found")
+    items, errors = collect_inputs(args.calibration, root=args.root, delimiter=args.delimiter)
+    if errors or not items:
+        raise _Refused(f"--calibration {args.calibration}: {errors[0] if errors else 'no videos'}")
+    try:
+        policy = fit_budget(model, items, args.budget, args)
+    except DataError as e:
+        raise _Refused(f"--calibration: {e}") from None
+    except ValueError as e:
+        raise _Refused(f"--budget {args.budget:g}: {e}") from None
+    full = float(policy.step_gflops[-1])
+    print(f"adafocus predict: early exit at {args.budget:g} GFLOPs per video: {policy.expected_gflops:.4g} "
+          f"GFLOPs on the {len(items)} calibration videos (full: {full:.4g})", file=sys.stderr)  # fmt: skip
+    return policy
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -396,6 +476,7 @@ def run_predict(args: argparse.Namespace) -> int:
         msg = _speed_up(model, items, args) if args.fast or args.int8_glance is not None else None
         if msg:
             raise _Refused(msg)
+        args.exit_policy = _budget(model, args) if args.budget is not None else None
     except _Refused as e:
         print(f"adafocus predict: {e}", file=sys.stderr)
         return 1

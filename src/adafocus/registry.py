@@ -30,7 +30,7 @@ from .checkpoint import model_classes, weights_mismatch
 from .errors import CheckpointError
 from .preprocess import Preprocess, preprocess_for
 
-METHODS = ("adafocus", "full_frame")  # the AdaFocusV2 / Uni-AdaFocus entries will add theirs
+METHODS = ("adafocus", "adafocus_v2", "uni_adafocus", "full_frame")
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,15 @@ _TSM = dict(global_backbone="tsm_mobilenet_v2", local_backbone="tsm_resnet50", g
 _TINY = dict(global_backbone="tiny_cnn", local_backbone="tiny_cnn", policy_hidden_dim=32, input_size=64)
 _TINY_TSM = dict(global_backbone="tsm_tiny_mobilenet", local_backbone="tsm_tiny_resnet", input_size=64, patch_size=32,
                  grid_size=3, policy_hidden_dim=32, policy_channels=4, global_frames=2, local_frames=4)  # fmt: skip
+_V2_MN2_RN50 = dict(global_backbone="mobilenet_v2", local_backbone="resnet50", num_frames=16)
 _PATCH = "--model.init_args.net.init_args.patch_size={}"
 # GFLOPs per video from count_flops (test_registry.py recounts them), keyed by (num_classes, P)
 _GFLOPS = {(200, 96): 17.180, (200, 128): 26.522, (200, 160): 38.533, (200, 192): 53.213, (239, 128): 26.522,
            (174, 144): 23.534, (174, 160): 27.467, (174, 176): 33.717}  # fmt: skip
+_V2_GFLOPS = {(200, 96): 17.604, (200, 128): 26.946, (200, 160): 38.957, (239, 128): 26.949, (174, 128): 18.453,
+              (174, 144): 23.529, (174, 160): 27.461, (174, 176): 33.711}  # fmt: skip
+_V2_REF = "AdaFocusV2 (CVPR 2022), official README"
+_UNI_GFLOPS = {200: 27.229, 239: 27.237}
 
 
 def _mn2_rn50_entries() -> list[ModelEntry]:
@@ -205,6 +210,93 @@ def _tsm_entries() -> list[ModelEntry]:
     return e
 
 
+def _v2_entries() -> list[ModelEntry]:
+    """AdaFocusV2: MN2+RN50, T=16 (ActivityNet / FCVID / Mini-Kinetics) and V2-TSM, 8 + 12 frames (Sth-Sth)."""
+    e: list[ModelEntry] = []
+    for tag, ds, k, metric, scores in (  # {P: (paper score %, paper GFLOPs)}
+        ("activitynet", "ActivityNet-v1.3", 200, "mAP", {96: (77.4, 17.6), 128: (79.0, 27.0), 160: (79.9, 39.0)}),
+        ("fcvid", "FCVID", 239, "mAP", {128: (85.0, 27.0)}),
+        ("minikinetics", "Mini-Kinetics", 200, "top1", {128: (75.4, 27.0)}),
+    ):
+        for p, (score, paper) in scores.items():
+            e.append(
+                ModelEntry(
+                    name=f"adafocus_v2_mn2_rn50_p{p}.{tag}",
+                    method="adafocus_v2",
+                    model_class="AdaFocusV2",
+                    model_kwargs=dict(_V2_MN2_RN50, num_classes=k, patch_size=p),
+                    preprocess=Preprocess(num_frames=16),
+                    dataset=ds,
+                    metric=metric,
+                    paper_score=score,
+                    paper_gflops=paper,
+                    paper_ref=_V2_REF,
+                    gflops=_V2_GFLOPS[(k, p)],
+                    config=f"adafocus:{tag}/adafocus_v2_mn2_rn50.yaml",
+                    config_args=() if p == 128 else (_PATCH.format(p),),
+                    baseline=f"full_mn2_rn50.{tag}",
+                    notes="one end-to-end stage (EndToEndStage); every step predicts (early exit)",
+                )
+            )
+    for tag, ds, scores in (
+        ("sthsth", "Something-Something V1", {128: 47.0, 144: 48.2, 160: 48.6, 176: 49.6}),
+        ("sthsth_v2", "Something-Something V2", {128: 59.6, 144: 60.5, 160: 60.8, 176: 61.3}),
+    ):
+        for p, score in scores.items():
+            e.append(
+                ModelEntry(
+                    name=f"adafocus_v2_tsm_p{p}.{tag}",
+                    method="adafocus_v2",
+                    model_class="AdaFocusV2TSM",
+                    model_kwargs=dict(num_classes=174, patch_size=p, global_frames=8, local_frames=12),
+                    preprocess=Preprocess(num_frames=12),
+                    dataset=ds,
+                    metric="top1",
+                    paper_score=score,
+                    paper_gflops={128: 18.5, 144: 23.5, 160: 27.5, 176: 33.7}[p],
+                    paper_ref=_V2_REF,
+                    gflops=_V2_GFLOPS[(174, p)],
+                    config=f"adafocus:{tag}/adafocus_v2_tsm.yaml",
+                    config_args=() if p == 128 else (_PATCH.format(p),),
+                    baseline=f"tsm_plus.{tag}",
+                )
+            )
+    return e
+
+
+def _uni_entries() -> list[ModelEntry]:
+    """Uni-AdaFocus MN2+RN50, P=128: 16 of 48 frames glanced, 16 focused."""
+    return [
+        ModelEntry(
+            name=f"uni_adafocus_mn2_rn50_p128.{tag}",
+            method="uni_adafocus",
+            model_class="UniAdaFocus",
+            model_kwargs=dict(
+                global_backbone="mobilenet_v2",
+                local_backbone="resnet50",
+                num_classes=k,
+                patch_size=128,
+                num_segments=48,
+            ),  # fmt: skip
+            preprocess=Preprocess(num_frames=48),
+            dataset=ds,
+            metric=metric,
+            paper_score=score,
+            paper_gflops=27.2,
+            paper_ref="Uni-AdaFocus (TPAMI), official README",
+            gflops=_UNI_GFLOPS[k],
+            config=f"adafocus:{tag}/uni_adafocus_mn2_rn50.yaml",
+            baseline=f"full_mn2_rn50.{tag}",
+            notes=f"with early exit (paper): {exit_score} at 18.1 GFLOPs",
+        )
+        for tag, ds, k, metric, score, exit_score in (
+            ("activitynet", "ActivityNet-v1.3", 200, "mAP", 80.7, 80.4),
+            ("fcvid", "FCVID", 239, "mAP", 86.4, 86.2),
+            ("minikinetics", "Mini-Kinetics", 200, "top1", 75.8, 75.7),
+        )
+    ]
+
+
 def _test_entries() -> list[ModelEntry]:
     """Tiny stand-ins for tests and quick checks (64x64 frames), as timm's ``test_*`` models."""
     return [
@@ -234,6 +326,43 @@ def _test_entries() -> list[ModelEntry]:
             baseline="test_tsm_plus",
         ),
         ModelEntry(
+            name="test_adafocus_v2",
+            method="adafocus_v2",
+            model_class="AdaFocusV2",
+            preprocess=Preprocess(4, 64),
+            model_kwargs=dict(
+                num_classes=5,
+                global_backbone="tiny_cnn",
+                local_backbone="tiny_cnn",
+                input_size=64,
+                patch_size=32,
+                num_frames=4,
+                policy_hidden_dim=16,
+                policy_channels=4,
+                classifier_hidden_dim=32,
+            ),  # fmt: skip
+            baseline="test_full",
+        ),
+        ModelEntry(
+            name="test_adafocus_v2_tsm",
+            method="adafocus_v2",
+            model_class="AdaFocusV2TSM",
+            preprocess=Preprocess(4, 64),
+            model_kwargs=dict(
+                num_classes=5,
+                global_backbone="tsm_tiny_mobilenet",
+                local_backbone="tsm_tiny_resnet",
+                input_size=64,
+                patch_size=32,
+                global_frames=2,
+                local_frames=4,
+                policy_hidden_dim=16,
+                policy_head_dim=8,
+                policy_channels=4,
+            ),  # fmt: skip
+            baseline="test_tsm_plus",
+        ),
+        ModelEntry(
             name="test_tsm_plus",
             method="full_frame",
             model_class="TSMPlus",
@@ -246,10 +375,33 @@ def _test_entries() -> list[ModelEntry]:
                 input_size=64,
             ),
         ),
+        ModelEntry(
+            name="test_uni_adafocus",
+            method="uni_adafocus",
+            model_class="UniAdaFocus",
+            preprocess=Preprocess(12, 64),
+            model_kwargs=dict(
+                num_classes=5,
+                global_backbone="tiny_cnn",
+                local_backbone="tiny_cnn",
+                input_size=64,
+                patch_size=32,
+                min_side=24,
+                num_segments=12,
+                glance_segments=4,
+                focus_segments=4,
+                spatial_hidden_dim=8,
+                temporal_hidden_dim=8,
+                classifier_hidden_dim=32,
+            ),  # fmt: skip
+            baseline="test_full",
+        ),
     ]
 
 
-REGISTRY: dict[str, ModelEntry] = {e.name: e for e in (*_mn2_rn50_entries(), *_tsm_entries(), *_test_entries())}
+REGISTRY: dict[str, ModelEntry] = {
+    e.name: e for e in (*_mn2_rn50_entries(), *_tsm_entries(), *_v2_entries(), *_uni_entries(), *_test_entries())
+}
 # names of earlier versions -> today's (a renamed name is accepted with a warning that names the new one)
 _RENAMED = {
     f"adafocus_mn2_rn50_p{p}_{t}": f"adafocus_mn2_rn50_p{p}.{t}"

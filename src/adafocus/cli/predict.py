@@ -87,4 +87,15 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--delimiter", default=" ", help="field separator of a list file (default: whitespace)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random / gaussian policies")  # fmt: skip
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="GFLOPS",
+        help="early exit: stop each video once confident, at this mean GFLOPs per video (models that predict "
+        "after every frame; thresholds fitted on --calibration)",
+    )
+    p.add_argument("--calibration", metavar="LIST", help="videos to fit the --budget thresholds on (list/folder)")
+    p.add_argument("--exit-confidence", choices=("max_logit", "max_prob"), default="max_logit",
+                   help="what the exit thresholds compare (official: the top logit)")  # fmt: skip
     p.set_defaults(func=_run)

@@ -10,7 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..flops import count_flops, count_macs
-from ..models.adafocus import AdaFocus
+from ..models.base import AdaFocusBase
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Row:
     online: list[float] = field(default_factory=list)  # % after frames 1..T
     keep_ratio: float = 1.0  # share of frames whose patch went through f_L
     patch_size: int | None = None
+    latency_ms: float | None = None  # measured per streamed video on this CPU (early-exit rows)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -35,14 +36,14 @@ def _progress(iterable, desc: str, total: int | None, show: bool = True):
 
 @torch.inference_mode()
 def evaluate_adafocus(
-    model: AdaFocus,
+    model: AdaFocusBase,
     loader,
     policy: str,
     *,
     method: str,
     seed: int = 0,
     progress: bool = True,
-    flops_model: AdaFocus | None = None,
+    flops_model: AdaFocusBase | None = None,
 ) -> Row:
     """Top-1 and online top-1 of ``model`` with ``policy`` over ``loader``; GFLOPs at the measured keep ratio.
 
@@ -83,3 +84,38 @@ def evaluate_full_frames(local_cnn: nn.Module, head: nn.Module, loader, *, metho
     per_frame = count_macs(lambda x: head(local_cnn(x).mean((-2, -1))), torch.zeros(1, *shape))
     online = (100 * hits / n).tolist()
     return Row(method, "full frames", online[-1], per_frame * t / 1e9, online, 1.0, None)
+
+
+def evaluate_early_exit(
+    model,
+    calibration_loader,
+    test_loader,
+    budgets: tuple[float, ...],
+    sweep_budgets: tuple[float, ...],
+    *,
+    latency_clips: int,
+    method: str,
+    progress: bool = True,
+) -> tuple[list[Row], list[dict[str, Any]]]:
+    """Early exit fitted on ``calibration_loader`` at each budget (a share of the model's full GFLOPs),
+    scored on ``test_loader``: table rows for ``budgets`` and the points of the sweep, each with the
+    latency of streaming ``latency_clips`` test videos one by one, stopping at the exit."""
+    from .. import early_exit as ee
+
+    calib_logits, _ = ee.collect_logits(model, calibration_loader, progress=progress)
+    test_logits, labels = ee.collect_logits(model, test_loader, progress=progress)
+    gflops = ee.step_gflops(model, test_logits.shape[1])
+    full = float(gflops[-1])
+    clips = torch.cat([b["frames"] for b in test_loader])[:latency_clips]
+    rows, sweep = [], []
+    for share in _progress(sorted(set(budgets) | set(sweep_budgets)), "early-exit budgets", None, progress):
+        policy = ee.fit_exit_policy(calib_logits, gflops, share * full)
+        top1, spent, steps = ee.exit_accuracy(test_logits, labels, policy)
+        latency = ee.measure_latency_ms(model, clips, policy)
+        sweep.append(dict(budget_share=share, gflops=spent, share_of_full=spent / full, top1=top1,
+                          mean_frames=float(steps.double().mean()) + 1, latency_ms=latency,
+                          thresholds=policy.as_dict()["thresholds"]))  # fmt: skip
+        if share in budgets:
+            rows.append(Row(f"{method} + early exit ({share:.0%} budget)", "learned", top1, spent, [], 1.0,
+                            model.patch_size, latency))  # fmt: skip
+    return rows, sweep

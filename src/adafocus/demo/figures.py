@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only: no display on CI machines
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from ..models.adafocus import AdaFocus  # noqa: E402
+from ..models.base import AdaFocusBase  # noqa: E402
 from ..viz import denormalise, draw_boxes, save_gif_grid, save_strip_png  # noqa: E402
 from .evaluate import Row  # noqa: E402
 
@@ -24,7 +24,12 @@ _STYLE = {
 }
 
 
+_V2_STYLE = {"learned": ("crimson", "X"), "random": ("tab:cyan", "o"), "centre": ("tab:olive", "s")}
+
+
 def _style(row: Row) -> tuple[str, str]:
+    if row.method.startswith("AdaFocusV2"):
+        return ("magenta", "v") if "early exit" in row.method else _V2_STYLE.get(row.policy, ("grey", "x"))
     if row.method.startswith("AdaFocus+"):  # darker for the lower keep ratio
         return ("tab:orange" if row.keep_ratio >= 0.65 else "saddlebrown"), "P"
     return _STYLE.get(row.policy, ("grey", "x"))
@@ -39,15 +44,22 @@ def _save(fig, ax, path: str | os.PathLike, xlabel: str, ylabel: str, title: str
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the axes: no point hidden
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def accuracy_vs_gflops(rows: Sequence[Row], path: str | os.PathLike, title: str) -> None:
-    """Fig. 5-like scatter: top-1 against GFLOPs per video, one point per row."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+def accuracy_vs_gflops(rows: Sequence[Row], path: str | os.PathLike, title: str, sweep: Sequence[dict] = ()) -> None:
+    """Fig. 5-like scatter: top-1 against GFLOPs per video, one point per row; ``sweep``: the early-exit
+    curve (points with ``gflops``, ``top1``, ``latency_ms``), each point labelled with its latency."""
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=120)
+    if sweep:
+        x, y = [1e3 * p["gflops"] for p in sweep], [p["top1"] for p in sweep]
+        ax.plot(x, y, color="magenta", lw=1, alpha=0.6, label="AdaFocusV2 early exit, budget sweep")
+        for p, xi, yi in zip(sweep, x, y):
+            ax.annotate(f"{p['latency_ms']:.1f} ms", (xi, yi), textcoords="offset points", xytext=(0, -11),
+                        fontsize=6, ha="center", color="purple")  # fmt: skip
     for r in rows:
         colour, marker = _style(r)
         ax.scatter(r.gflops * 1e3, r.top1, c=colour, marker=marker, s=110 if marker == "*" else 60, label=_label(r))
@@ -56,7 +68,7 @@ def accuracy_vs_gflops(rows: Sequence[Row], path: str | os.PathLike, title: str)
 
 def online_accuracy(rows: Sequence[Row], path: str | os.PathLike, title: str) -> None:
     """Fig. 6-like curves: accuracy of the prediction emitted after each frame."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=120)
     for r in rows:
         colour, marker = _style(r)
         ls = "--" if r.policy == "full frames" else "-"
@@ -66,7 +78,7 @@ def online_accuracy(rows: Sequence[Row], path: str | os.PathLike, title: str) ->
 
 @torch.inference_mode()
 def patch_pictures(
-    model: AdaFocus,
+    model: AdaFocusBase,
     batch: dict[str, torch.Tensor],
     png: str | os.PathLike,
     gif: str | os.PathLike | None,
@@ -82,7 +94,8 @@ def patch_pictures(
     videos, titles = [], []
     for i in range(len(frames)):
         keep = out.keep[i].bool() if out.keep is not None else None
-        videos.append(draw_boxes(denormalise(frames[i]), out.offsets[i], model.patch_size, keep=keep))
+        offsets = model.in_time_order(out.offsets)[i]
+        videos.append(draw_boxes(denormalise(frames[i]), offsets, model.patch_size, keep=keep))
         pred = int(probs[i].argmax())
         name = (lambda k: class_names[k]) if class_names else str
         extra = f", f_L on {int(keep.sum())}/{len(keep)} frames" if keep is not None else ""

@@ -2,7 +2,8 @@
 
 synthetic videos -> backbone pre-training (stand-in for ImageNet) -> stage 0 (full frames, also the
 full-frame baseline) -> stage I -> stage II (PPO) -> stage III -> AdaFocus+ (stage II + III at two
-keep ratios) -> table, pictures, plots and metrics JSON. Every stage runs through ``adafocus fit``
+keep ratios) -> AdaFocusV2 (one end-to-end stage from the same pre-trained backbones, early exit
+fitted to budgets) -> table, pictures, plots and metrics JSON. Every stage runs through ``adafocus fit``
 (LightningCLI) with the configs in ``lightning_configs/demo/`` (installed as ``adafocus:demo/``), as a user would.
 """
 
@@ -37,9 +38,12 @@ class DemoPlan:
     stills: int = 20000  # pre-training images per backbone
     pretrain_epochs: int = 5
     epochs: dict[str, int] = field(
-        default_factory=lambda: dict(stage0=5, stage1=3, stage2=6, stage3=2, stage2_plus=3, stage3_plus=2)
+        default_factory=lambda: dict(stage0=5, stage1=3, stage2=6, stage3=2, stage2_plus=3, stage3_plus=2, v2=4)
     )
     keep_ratios: tuple[float, ...] = (0.75, 0.5)  # AdaFocus+ operating points (share of frames through f_L)
+    exit_budgets: tuple[float, ...] = (0.65, 0.5)  # AdaFocusV2 early exit: shares of its full GFLOPs
+    sweep_budgets: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0)  # the early-exit curve
+    latency_clips: int = 40  # test clips streamed one by one to time each early-exit point
 
 
 DEFAULT = DemoPlan()
@@ -49,7 +53,9 @@ FAST = DemoPlan(
     num_test=100,
     stills=8000,
     pretrain_epochs=3,
-    epochs=dict(stage0=2, stage1=2, stage2=4, stage3=1, stage2_plus=1, stage3_plus=1),
+    epochs=dict(stage0=2, stage1=2, stage2=4, stage3=1, stage2_plus=1, stage3_plus=1, v2=2),
+    sweep_budgets=(0.3, 0.65, 1.0),
+    latency_clips=5,
 )
 # rough seconds per unit of work on a 2-core laptop, only for the ETA line
 _COST = dict(
@@ -61,7 +67,9 @@ _COST = dict(
     stage3=0.009,
     stage2_plus=0.012,
     stage3_plus=0.009,
+    v2=0.018,
     evaluate=0.07,
+    v2_evaluate=0.0002,
 )
 SIZE, FRAMES, PATCH, DIGIT = 64, 8, 24, 14  # the configs' input_size, num_frames, patch_size; digit side
 
@@ -85,7 +93,10 @@ class _Clock:
             **{s: _COST[s] * n * e[s] for s in STAGES},
             "stage2_plus": _COST["stage2_plus"] * n * e["stage2_plus"],
             "stage3_plus": _COST["stage3_plus"] * n * e["stage3_plus"] * k,
+            "v2": _COST["v2"] * n * e["v2"],
             "evaluate": _COST["evaluate"] * plan.num_test * (5 + k) / 10,
+            "v2_evaluate": _COST["v2_evaluate"] * (n + plan.num_test * 4)
+            + 0.01 * plan.latency_clips * len(plan.sweep_budgets),
         }
         self.done: dict[str, float] = {}
         self.times: dict[str, float] = {}
@@ -165,6 +176,8 @@ def _run(
     demo.make_data()
     demo.train_stages(demo.pretrain())
     rows = demo.evaluate()
+    rows += demo.evaluate_v2()
+    demo.draw(rows)
     return demo.write_metrics(rows, fast=fast)
 
 
@@ -251,6 +264,8 @@ class _Demo:
             self.fit(key, "stage3.yaml", text, init + self.ckpts["stage2_plus"], f"{net}skip_policy=true",
                      f"--model.init_args.keep_ratio={r}", epochs_key="stage3_plus")  # fmt: skip
         self.clock.times["stage3_plus"] = self.clock.done["stage3_plus"] = time.perf_counter() - t_plus
+        self.fit("v2", "v2.yaml", "AdaFocusV2: f_G, pi, f_L and f_C in one stage, through the differentiable crop",
+                 f"{net}global_weights={weights['global']}", f"{net}local_weights={weights['local']}")  # fmt: skip
 
     def eval_loader(self, list_file: str):
         """Evaluation-style clips (centre crop, no flip) of ``list_file``, 50 per batch."""
@@ -290,22 +305,42 @@ class _Demo:
         head.load_state_dict({k.removeprefix("local_head."): v for k, v in sd0.items() if k.startswith("local_head.")})
         method = "Full-frame baseline (f_L on whole frames)"
         rows.append(evaluate_full_frames(full.local_cnn, head, loader, method=method, progress=show))
-        self.draw(rows, model, loader[0])
+        self.test_batches = loader
         self.clock.end("evaluate")
         return rows
 
-    def draw(self, rows: list, model, batch) -> None:
+    def evaluate_v2(self) -> list:
+        """AdaFocusV2 with its learned, random and centre patches; early exit fitted on the training
+        videos (as the official code does) at each budget, and the sweep with streamed latency."""
+        from ..checkpoint import load_model
+        from .evaluate import evaluate_adafocus, evaluate_early_exit
+
+        self.clock.begin("v2_evaluate", "AdaFocusV2 on the test videos: patches, early exit, the budget sweep")
+        model, loader, seed, show = load_model(self.ckpts["v2"]), self.test_batches, self.seed, self.progress
+        method = f"AdaFocusV2 P={PATCH}"
+        rows = [evaluate_adafocus(model, loader, p, method=method, seed=seed, progress=show)
+                for p in ("learned", "random", "centre")]  # fmt: skip
+        exit_rows, self.sweep = evaluate_early_exit(
+            model, list(self.eval_loader(self.ds["train"])), loader, self.plan.exit_budgets,
+            self.plan.sweep_budgets, latency_clips=self.plan.latency_clips, method=method, progress=show,
+        )  # fmt: skip
+        self.v2_model = model
+        self.clock.end("v2_evaluate")
+        return rows + exit_rows
+
+    def draw(self, rows: list) -> None:
         from ..checkpoint import load_model
         from . import figures
 
-        out, plan = self.out, self.plan
-        figures.patch_pictures(model, batch, out / "patches.png", out / "patches.gif")
+        out, plan, batch = self.out, self.plan, self.test_batches[0]
+        figures.patch_pictures(load_model(self.ckpts["stage3"]), batch, out / "patches.png", out / "patches.gif")
         plus = load_model(self.ckpts[f"stage3_plus_keep{int(round(100 * plan.keep_ratios[-1]))}"])
         figures.patch_pictures(plus, batch, out / "patches_adafocus_plus.png", None)
+        figures.patch_pictures(self.v2_model, batch, out / "patches_v2.png", None)
         title = f"synthetic digits, {plan.num_test} held-out videos, T={FRAMES}, {SIZE}x{SIZE} frames, seed {self.seed}"
         plotted = [r for r in rows if not r.method.startswith("int8")]  # same FLOPs as the float row: one point
-        figures.accuracy_vs_gflops(plotted, out / "accuracy_vs_gflops.png", title)
-        figures.online_accuracy(plotted, out / "online_accuracy.png", title)
+        figures.accuracy_vs_gflops(plotted, out / "accuracy_vs_gflops.png", title, sweep=self.sweep)
+        figures.online_accuracy([r for r in plotted if r.online], out / "online_accuracy.png", title)
 
     def write_metrics(self, rows: list, *, fast: bool) -> dict[str, Any]:
         metrics = {
@@ -313,7 +348,8 @@ class _Demo:
             "fast": fast,
             "plan": asdict(self.plan),
             "rows": [r.as_dict() for r in rows],
-            "checks": acceptance(rows),
+            "checks": acceptance(rows, self.clock.times),
+            "early_exit_sweep": self.sweep,
             "timings_s": {k: round(v, 1) for k, v in self.clock.times.items()},
             "wall_time_s": round(self.clock.elapsed, 1),
             "peak_memory": peak_memory_mb(),

@@ -13,43 +13,15 @@ Usable without Lightning::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from .backbones import WeightsArg
-from .base import AdaFocusBase, PolicyName, check_positive
+from .base import AdaFocusBase, check_positive
 from .classifier import FrameAverageClassifier, GRUClassifier
-from .crop import pixel_offsets
-from .fixed_policies import fixed_locations
 from .policy import PolicyNetwork
-
-
-@dataclass
-class StreamState:
-    """What online inference carries from one frame to the next."""
-
-    policy_hidden: torch.Tensor | None = None
-    classifier_state: Any = None
-    t: int = 0
-    skip_hidden: torch.Tensor | None = None
-
-
-@dataclass
-class StepOutput:
-    """One online step: the prediction after the frames seen so far, and this frame's patch."""
-
-    logits: torch.Tensor  # (B, K)
-    location: torch.Tensor  # (B, 2)
-    offset: torch.Tensor  # (B, 2)
-    action: torch.Tensor | None = None
-    log_prob: torch.Tensor | None = None
-    value: torch.Tensor | None = None
-    entropy: torch.Tensor | None = None
-    keep: torch.Tensor | None = None
-    keep_prob: torch.Tensor | None = None
 
 
 class AdaFocus(AdaFocusBase):
@@ -157,50 +129,3 @@ class AdaFocus(AdaFocusBase):
         rho = torch.topk(flat, k).values.min()
         self.keep_threshold.fill_(rho.item())
         return float(rho)
-
-    # ---- online ----------------------------------------------------------------------------
-    def init_state(self) -> StreamState:
-        """Fresh state for :meth:`step` (all recurrent states start at zero)."""
-        return StreamState()
-
-    def step(
-        self,
-        frame: torch.Tensor,
-        state: StreamState,
-        *,
-        policy: PolicyName = "learned",
-        location: torch.Tensor | None = None,
-        sample: bool | None = None,
-        generator: torch.Generator | None = None,
-    ) -> tuple[StepOutput, StreamState]:
-        """Online recognition: consume one frame ``(B, 3, H, W)``, return the prediction so far."""
-        if frame.dim() != 4:
-            raise ValueError(f"frame must be (B, C, H, W), got a {frame.dim()}-D tensor")
-        frames = frame.unsqueeze(1)
-        self.check_frames(frames)
-        b = frame.shape[0]
-        fmap, g = self.glance(frames)
-        extra: dict[str, Any] = {}
-        hidden = state.policy_hidden
-        if location is not None:
-            loc = location.view(b, 1, 2)
-        elif policy == "learned":
-            sample = self.training if sample is None else sample
-            pol = self.policy(fmap.detach(), hidden)
-            hidden = pol.hidden
-            action = self.policy.act(pol.logits, sample, generator)
-            dist = self.policy.distribution(pol.logits)
-            extra = dict(action=action[:, 0], log_prob=dist.log_prob(action)[:, 0], value=pol.values[:, 0],
-                         entropy=dist.entropy()[:, 0])  # fmt: skip
-            loc = self.actions_to_locations(action)
-        else:
-            loc = fixed_locations(policy, b, 1, device=frame.device, generator=generator, sigma=self.gaussian_sigma)
-        keep, skip_hidden = None, state.skip_hidden
-        if self.skip_policy is not None and policy == "learned" and location is None:
-            keep, probs, skip_hidden = self.keep_decisions(fmap.detach(), skip_hidden, sample, generator)
-            extra["keep"], extra["keep_prob"] = keep[:, 0], probs[:, 0]
-        off = pixel_offsets(loc, frame.shape[-2:], self.patch_size)
-        local = self.focus(frames, off, keep)
-        logits, cls_state = self.classify(g, local, state.classifier_state)
-        new_state = StreamState(hidden, cls_state, state.t + 1, skip_hidden)
-        return StepOutput(logits[:, -1], loc[:, 0], off[:, 0], **extra), new_state

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from .backbones import WeightsArg
 from .backbones.tsm import set_num_frames
@@ -77,12 +78,17 @@ class AdaFocusTSM(AdaFocusBase):
         set_num_frames(self.global_cnn, global_frames)
         set_num_frames(self.local_cnn, local_frames)
         c, h, w = self.glance_map_shape(global_frames)  # the shift needs whole clips
-        self.policy = PolicyNetwork(c * global_frames, (h, w), grid_size * grid_size,
-                                    hidden_dim=policy_hidden_dim, reduced_channels=policy_channels)  # fmt: skip
+        self.policy = self.make_policy(c * global_frames, (h, w), policy_hidden_dim, policy_channels)
         d_g, d_l = self.global_cnn.num_features, self.local_cnn.num_features
         self.classifier = FrameAverageClassifier(d_g, d_l, num_classes, dropout=dropout)
         self.register_buffer(
             "glance_index", torch.tensor(glance_indices(local_frames, global_frames)), persistent=False
+        )
+
+    def make_policy(self, in_channels: int, feature_hw: tuple[int, int], hidden_dim: int, channels: int) -> nn.Module:
+        """pi over the stacked glance maps: a categorical choice among the G x G candidates."""
+        return PolicyNetwork(
+            in_channels, feature_hw, self.grid_size**2, hidden_dim=hidden_dim, reduced_channels=channels
         )
 
     def decisions(self, num_frames: int) -> int:

@@ -34,6 +34,34 @@ PARTS = ("global_cnn", "local_cnn", "policy", "skip_policy", "classifier")
 
 
 @dataclass
+class StreamState:
+    """What online inference carries from one frame to the next."""
+
+    policy_hidden: torch.Tensor | None = None
+    classifier_state: Any = None
+    t: int = 0
+    skip_hidden: torch.Tensor | None = None
+
+
+@dataclass
+class StepOutput:
+    """One online step: the prediction after the frames seen so far, and this frame's patch."""
+
+    logits: torch.Tensor  # (B, K)
+    location: torch.Tensor  # (B, 2)
+    offset: torch.Tensor  # (B, 2)
+    action: torch.Tensor | None = None
+    log_prob: torch.Tensor | None = None
+    value: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
+    keep: torch.Tensor | None = None
+    keep_prob: torch.Tensor | None = None
+
+
+_STEP_FIELDS = {"actions": "action", "log_probs": "log_prob", "values": "value", "entropy": "entropy"}
+
+
+@dataclass
 class AdaFocusOutput:
     """Offline forward result: per-frame tensors ``(B, T, ...)``, per-decision tensors ``(B, S, ...)``."""
 
@@ -49,6 +77,10 @@ class AdaFocusOutput:
     feature_maps: torch.Tensor | None = None  # (B, S, C, h, w) pi's states (detached e_G)
     keep: torch.Tensor | None = None  # (B, T) AdaFocus+: 1 where f_L ran on the patch
     keep_probs: torch.Tensor | None = None  # (B, T) p_B from pi'
+    frame_indices: torch.Tensor | None = None  # (B, T) Uni-AdaFocus: the clip frames f_L saw
+    glance_indices: torch.Tensor | None = None  # (B, T_G) Uni-AdaFocus: the clip frames f_G saw
+    frame_weights: torch.Tensor | None = None  # (B, T_G) Uni-AdaFocus: the temporal policy's weights
+    window_sides: torch.Tensor | None = None  # (B, T, 2) Uni-AdaFocus: the cropped window's (h, w) in pixels
 
     @property
     def prediction(self) -> torch.Tensor:
@@ -102,15 +134,19 @@ class AdaFocusBase(nn.Module):
                        glance_size=glance_size)  # fmt: skip
         if patch_size > input_size:
             raise ValueError(f"patch_size={patch_size} is larger than the frame (input_size={input_size})")
-        # weights are loaded now; the config describes the architecture
-        self.config = {k: v for k, v in config.items() if k not in ("self", "__class__")}
-        self.config.update(global_weights=None, local_weights=None)
+        self.set_config(config)
         self.num_classes, self.patch_size, self.grid_size = num_classes, patch_size, grid_size
         self.input_size, self.glance_size, self.gaussian_sigma = input_size, glance_size, gaussian_sigma
         self.global_cnn = create_backbone(global_backbone, weights=global_weights)
         self.local_cnn = create_backbone(local_backbone, weights=local_weights)
         self.skip_policy: PolicyNetwork | None = None
         self.register_buffer("candidates", candidate_grid(grid_size), persistent=False)
+
+    def set_config(self, config: dict[str, Any]) -> None:
+        """Keep the constructor's arguments (``locals()``) as ``self.config``, without the weights
+        (they are loaded now; the config describes the architecture)."""
+        self.config = {k: v for k, v in config.items() if k not in ("self", "__class__")}
+        self.config.update(global_weights=None, local_weights=None)
 
     def glance_map_shape(self, frames_per_call: int = 1) -> tuple[int, int, int]:
         """``(C, h, w)`` of e_G for one frame, found by running f_G once on zeros (eval mode)."""
@@ -126,6 +162,15 @@ class AdaFocusBase(nn.Module):
         """S, the locations pi picks for a clip of ``num_frames`` frames (default: one per frame)."""
         return num_frames
 
+    def order_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """The clip's frames in the order the model processes them (default: as given; AdaFocusV2:
+        coarse to fine). :meth:`forward` applies it; callers of :meth:`forward_glanced` apply it first."""
+        return frames
+
+    def in_time_order(self, per_frame: torch.Tensor) -> torch.Tensor:
+        """A per-frame output ``(B, T, ...)`` (locations, offsets, features) back in the clip's order."""
+        return per_frame
+
     def glance_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """The frames of a ``(B, T, ...)`` clip that f_G sees (default: all)."""
         return frames
@@ -139,6 +184,10 @@ class AdaFocusBase(nn.Module):
     ) -> tuple[torch.Tensor, Any]:
         """f_C: per-decision logits ``(B, S, K)`` and the state to carry on."""
         raise NotImplementedError
+
+    def exit_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The steps of ``logits`` ``(B, S, K)`` a video may stop after (early exit); default: all."""
+        return logits
 
     def counterfactual(
         self, global_feats: torch.Tensor, local_feats: torch.Tensor, alt_local_feats: torch.Tensor
@@ -225,8 +274,28 @@ class AdaFocusBase(nn.Module):
                 sampled apart from f_L's as the official Something-Something code does.
         """
         self.check_frames(frames)
-        b, t = frames.shape[:2]
+        frames = self.order_frames(frames)
+        glance_input = None if glance_input is None else self.order_frames(glance_input)
         fmap, g = self.glance(self.glance_frames(frames) if glance_input is None else glance_input)
+        return self.forward_glanced(frames, fmap, g, policy=policy, locations=locations, sample=sample,
+                                    generator=generator, keep=keep, policy_stats=policy_stats)  # fmt: skip
+
+    def forward_glanced(
+        self,
+        frames: torch.Tensor,
+        fmap: torch.Tensor,
+        g: torch.Tensor,
+        *,
+        policy: PolicyName = "learned",
+        locations: torch.Tensor | None = None,
+        sample: bool | None = None,
+        generator: torch.Generator | None = None,
+        keep: torch.Tensor | None = None,
+        policy_stats: bool = True,
+    ) -> AdaFocusOutput:
+        """:meth:`forward` after f_G: ``fmap, g = model.glance(frames)`` once, then several policies
+        on the same glance (AdaFocusV2's learned and random passes share it)."""
+        b, t = frames.shape[:2]
         steps = self.decisions(t)
         extra: dict[str, Any] = {}
         if locations is not None:
@@ -234,13 +303,8 @@ class AdaFocusBase(nn.Module):
         elif policy == "learned":
             sample = self.training if sample is None else sample
             state = self.policy_input(fmap.detach())  # pi never back-propagates into f_G
-            pol = self.policy(state)
-            actions = self.policy.act(pol.logits, sample, generator)
-            extra = dict(actions=actions, values=pol.values, feature_maps=state)
-            if policy_stats:
-                dist = self.policy.distribution(pol.logits)
-                extra.update(log_probs=dist.log_prob(actions), entropy=dist.entropy())
-            locations = self.actions_to_locations(actions)
+            locations, extra, _ = self.learned_locations(state, None, sample=sample, generator=generator,
+                                                         policy_stats=policy_stats)  # fmt: skip
         elif policy in FIXED_POLICIES or policy == "center":
             locations = fixed_locations(policy, b, steps, device=frames.device, generator=generator,
                                         sigma=self.gaussian_sigma)  # fmt: skip
@@ -250,10 +314,41 @@ class AdaFocusBase(nn.Module):
             keep, keep_probs = self.keep_decisions(fmap.detach(), None, sample, generator)[:2]
             extra.update(keep=keep, keep_probs=keep_probs)
         locations = self.frame_locations(locations, t)
-        offsets = pixel_offsets(locations, frames.shape[-2:], self.patch_size)
-        local = self.focus(frames, offsets, keep)
+        local, offsets = self.focus_at(frames, locations, keep)
         logits, _ = self.classify(g, local)
         return AdaFocusOutput(logits, locations, offsets, g, local, **extra)
+
+    def learned_locations(
+        self,
+        state: torch.Tensor,
+        hidden: torch.Tensor | None,
+        *,
+        sample: bool,
+        generator: torch.Generator | None,
+        policy_stats: bool,
+    ) -> tuple[torch.Tensor, dict[str, Any], torch.Tensor | None]:
+        """pi on its states ``(B, S, ...)``: ``(locations (B, S, 2), extra output fields, pi's hidden state)``.
+
+        Default: a categorical choice among the G x G candidates (AdaFocus, AdaFocus-TSM), sampled
+        when ``sample``; AdaFocusV2 overrides it with a continuous location.
+        """
+        pol = self.policy(state, hidden)
+        actions = self.policy.act(pol.logits, sample, generator)
+        extra: dict[str, Any] = dict(actions=actions, values=pol.values, feature_maps=state)
+        if policy_stats:
+            dist = self.policy.distribution(pol.logits)
+            extra.update(log_probs=dist.log_prob(actions), entropy=dist.entropy())
+        return self.actions_to_locations(actions), extra, pol.hidden
+
+    def focus_at(
+        self, frames: torch.Tensor, locations: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """f_L on the patches at per-frame ``locations`` ``(B, T, 2)``: ``(pooled e_L (B, T, D_L), offsets)``.
+
+        Default: whole-pixel patches (:func:`pixel_offsets`, :meth:`focus`); AdaFocusV2 interpolates.
+        """
+        offsets = pixel_offsets(locations, frames.shape[-2:], self.patch_size)
+        return self.focus(frames, offsets, keep), offsets
 
     def keep_decisions(
         self, state: torch.Tensor, hidden: torch.Tensor | None, sample: bool | None, generator: torch.Generator | None
@@ -274,6 +369,53 @@ class AdaFocusBase(nn.Module):
                 return loc[:, :1]
         raise ValueError(f"locations must be (B, {steps}, 2) = ({b}, {steps}, 2), got {tuple(locations.shape)}")
 
+    # ---- online --------------------------------------------------------------------------
+    def init_state(self) -> StreamState:
+        """Fresh state for :meth:`step` (all recurrent states start at zero)."""
+        return StreamState()
+
+    def step(
+        self,
+        frame: torch.Tensor,
+        state: StreamState,
+        *,
+        policy: PolicyName = "learned",
+        location: torch.Tensor | None = None,
+        sample: bool | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[StepOutput, StreamState]:
+        """Online recognition: consume one frame ``(B, 3, H, W)``, return the prediction so far.
+
+        Only for members that decide once per frame (not AdaFocus-TSM's one location per video).
+        """
+        if self.decisions(2) != 2:
+            raise ValueError(f"{type(self).__name__} picks one location per video: it has no online mode")
+        if frame.dim() != 4:
+            raise ValueError(f"frame must be (B, C, H, W), got a {frame.dim()}-D tensor")
+        frames = frame.unsqueeze(1)
+        self.check_frames(frames, whole_clip=False)
+        b = frame.shape[0]
+        fmap, g = self.glance(frames)
+        extra: dict[str, Any] = {}
+        hidden = state.policy_hidden
+        sample = self.training if sample is None else sample
+        if location is not None:
+            loc = location.view(b, 1, 2)
+        elif policy == "learned":
+            loc, fields, hidden = self.learned_locations(self.policy_input(fmap.detach()), hidden, sample=sample,
+                                                         generator=generator, policy_stats=True)  # fmt: skip
+            extra = {_STEP_FIELDS[k]: v[:, 0] for k, v in fields.items() if k in _STEP_FIELDS}
+        else:
+            loc = fixed_locations(policy, b, 1, device=frame.device, generator=generator, sigma=self.gaussian_sigma)
+        keep, skip_hidden = None, state.skip_hidden
+        if self.skip_policy is not None and policy == "learned" and location is None:
+            keep, probs, skip_hidden = self.keep_decisions(fmap.detach(), skip_hidden, sample, generator)
+            extra["keep"], extra["keep_prob"] = keep[:, 0], probs[:, 0]
+        local, off = self.focus_at(frames, loc, keep)
+        logits, cls_state = self.classify(g, local, state.classifier_state)
+        new_state = StreamState(hidden, cls_state, state.t + 1, skip_hidden)
+        return StepOutput(logits[:, -1], loc[:, 0], off[:, 0], **extra), new_state
+
     # ---- helpers ---------------------------------------------------------------------------
     def set_trainable(self, **parts: bool) -> None:
         """Switch ``requires_grad`` per part (:data:`PARTS`: f_G, f_L, pi, pi', f_C)."""
@@ -283,8 +425,9 @@ class AdaFocusBase(nn.Module):
             if getattr(self, name) is not None:
                 getattr(self, name).requires_grad_(flag)
 
-    def check_frames(self, frames: torch.Tensor) -> None:
-        """Raise a ``ValueError`` that says what is wrong with a clip the model cannot take."""
+    def check_frames(self, frames: torch.Tensor, *, whole_clip: bool = True) -> None:
+        """Raise a ``ValueError`` that says what is wrong with a clip (``whole_clip=False``: a part of one,
+        e.g. one online step) the model cannot take."""
         if frames.dim() != 5:
             raise ValueError(f"frames must be a 5-D tensor (B, T, C, H, W), got {frames.dim()}-D {tuple(frames.shape)}")
         c, h, w = frames.shape[2:]
@@ -297,7 +440,7 @@ class AdaFocusBase(nn.Module):
             )
         if not frames.is_floating_point():
             raise ValueError(f"frames must be a floating-point tensor, got {frames.dtype}")
-        if self.clip_frames is not None and frames.shape[1] != self.clip_frames:
+        if whole_clip and self.clip_frames is not None and frames.shape[1] != self.clip_frames:
             raise ValueError(f"clips must have {self.clip_frames} frames for this model, got {frames.shape[1]}")
 
 

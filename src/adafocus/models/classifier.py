@@ -91,3 +91,36 @@ class FrameAverageClassifier(nn.Module):
         before = torch.cumsum(real, dim=1) - real
         steps = torch.arange(1, real.shape[1] + 1, device=real.device, dtype=real.dtype).view(1, -1, 1)
         return (before + alt) / steps
+
+
+class PoolingClassifier(nn.Module):
+    """AdaFocusV2's f_C: an MLP per frame, a running max over the frames so far, one head per step.
+
+    Step t's logits are ``head_t(max_{s<=t} relu(bn(W x_s)))`` (official ``PoolingClassifier``);
+    the carried state is ``(running max, steps seen)``. ``num_steps`` heads: clips have at most that
+    many frames.
+    """
+
+    def __init__(
+        self, input_dim: int, num_classes: int, *, num_steps: int, hidden_dim: int = 4096, dropout: float = 0.2
+    ) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU())
+        self.heads = nn.ModuleList(nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_dim, num_classes))
+                                   for _ in range(num_steps))  # fmt: skip
+        self.num_steps = num_steps
+
+    def forward(
+        self, global_feats: torch.Tensor | None, local_feats: torch.Tensor, state: Any = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, int]]:
+        x = local_feats if global_feats is None else torch.cat([global_feats, local_feats], dim=-1)
+        b, t = x.shape[:2]
+        pooled, seen = state if state is not None else (None, 0)
+        if seen + t > self.num_steps:
+            raise ValueError(f"this classifier has {self.num_steps} per-step heads; got frame {seen + t}")
+        z = self.mlp(x.flatten(0, 1)).view(b, t, -1)
+        if pooled is not None:
+            z = torch.cat([pooled.unsqueeze(1), z], dim=1)
+        z = torch.cummax(z, dim=1).values[:, -t:]
+        logits = torch.stack([self.heads[seen + i](z[:, i]) for i in range(t)], dim=1)
+        return logits, (z[:, -1], seen + t)

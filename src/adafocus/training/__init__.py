@@ -1,9 +1,20 @@
-"""Lightning training of AdaFocus: one LightningModule per stage, all holding one ``AdaFocus``."""
+"""Lightning training of the AdaFocus family: one LightningModule per stage (V1: three, V2: one), all
+holding one family model."""
 
 from .base import AdaFocusStage, load_adafocus_weights
+from .end_to_end import EndToEndStage, UniAdaFocusStage
 from .predictions import PredictionWriter
 from .stage0 import FullFrameStage
 from .stages import FinetuneStage, PolicyStage, WarmupStage
 
-__all__ = ["AdaFocusStage", "FinetuneStage", "FullFrameStage", "PolicyStage", "PredictionWriter", "WarmupStage",
-           "load_adafocus_weights"]  # fmt: skip
+__all__ = [
+    "AdaFocusStage",
+    "EndToEndStage",
+    "FinetuneStage",
+    "FullFrameStage",
+    "PolicyStage",
+    "PredictionWriter",
+    "UniAdaFocusStage",
+    "WarmupStage",
+    "load_adafocus_weights",
+]
