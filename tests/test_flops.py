@@ -51,7 +51,7 @@ def test_cli_flops_table(capsys):
         "adafocus_tsm_p176",
         "adafocus_v2_mn2_rn50_p96 T=16",
         "adafocus_v2_tsm_p128 T=8+12",
-        "uni_adafocus_mn2_rn50_p128 T=48",
+        "uni_adafocus_mn2_rn50_p128 T=16+16 of 48",
     ):
         assert name in text
     assert main(["flops", "--json"]) == 0

@@ -1,5 +1,6 @@
 import argparse
 import json
+import os
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from adafocus.data.encode import write_video
 from adafocus.data.sampling import tsn_indices
 from adafocus.data.sources import VideoSource
 from adafocus.data.transforms import apply_clip_transform, build_transform
-from adafocus.predict import POLICIES, predict_video
+from adafocus.predict import POLICIES, predict_video, read_clip
 
 
 def _video(path, n=20, h=72, w=96, seed=0):
@@ -245,3 +246,27 @@ def test_budget_early_exit_streams_until_confident(capsys, tmp_path):
     assert rc == 1 and len(err.strip().splitlines()) == 1 and "--calibration" in err
     rc, _, err = _run(capsys, videos[0], *ckpt, "--budget", f"{0.1 * full}", "--calibration", videos[0])
     assert rc == 1 and "below one step" in err
+
+
+@pytest.mark.parametrize("name", ["test_adafocus_v2", "test_uni_adafocus"])
+def test_v2_and_uni_predict_with_boxes_in_the_clip_order(name, capsys, tmp_path):
+    from adafocus import create_model, save_model
+
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    save_model(model, tmp_path / "m.pt")
+    video = _video(tmp_path / "v.mp4", n=30)
+    rc, out, err = _run(capsys, video, "--checkpoint", str(tmp_path / "m.pt"), "--json", "--visualize",
+                        str(tmp_path / "viz"))  # fmt: skip
+    assert rc == 0, err
+    (res,) = json.loads(out)
+    assert os.path.exists(res["visualization"]["png"])
+    frames = read_clip(video, num_frames=model.clip_frames, input_size=64, scale_size=round(64 * 256 / 224))[0]
+    with torch.no_grad():
+        ref = model(frames[None], sample=False)
+    assert res["topk"][0]["class"] == int(ref.prediction.argmax())
+    if name == "test_uni_adafocus":  # one box per focused frame, of the window's own size
+        assert res["focus_frames"] == ref.frame_indices[0].tolist()
+        assert [b[2:] for b in res["boxes"]] == [[round(h), round(w)] for h, w in ref.window_sides[0].tolist()]
+    else:  # per frame in the video's order, although V2 processes them coarse to fine
+        assert [b[:2] for b in res["boxes"]] == model.in_time_order(ref.offsets)[0].tolist()

@@ -168,6 +168,11 @@ def predict_video(
         ],
         "boxes": [None if y < 0 else [int(y), int(x), p, p] for y, x in model.in_time_order(out.offsets)[0].tolist()],
     }
+    if getattr(out, "frame_indices", None) is not None:  # Uni-AdaFocus: f_L saw these frames, in these windows
+        corners, sides = out.offsets[0].cpu(), out.window_sides[0].float().cpu()
+        result["focus_frames"] = [int(i) for i in out.frame_indices[0].tolist()]
+        result["boxes"] = [[int(y), int(x), int(round(h)), int(round(w))]
+                           for (y, x), (h, w) in zip(corners.tolist(), sides.tolist())]  # fmt: skip
     if exited is not None:
         result["exit"] = exited
     if out.keep is not None:
@@ -259,9 +264,12 @@ def _describe(r: dict[str, Any]) -> str:
         name = f" ({c['name']})" if c["name"] else ""
         lines.append(f"{head if rank == 1 else '':<9}{rank}. class {c['class']}{name}  {c['score']:.4f}")
     keep = r.get("keep")
+    frames = r.get("focus_frames") or range(len(r["boxes"]))
     boxes = [
-        f"{t}:" + ("not seen" if b is None else f"({b[0]},{b[1]})" + ("" if keep is None or keep[t] else " skipped"))
-        for t, b in enumerate(r["boxes"])
+        f"{t}:"
+        + ("not seen" if b is None else f"({b[0]},{b[1]})" + ("" if keep is None or keep[t] else " skipped"))
+        + ("" if b is None or "focus_frames" not in r else f" {b[2]}x{b[3]}")
+        for t, b in zip(frames, r["boxes"])
     ]
     if r.get("exit"):
         e = r["exit"]
@@ -294,8 +302,12 @@ def _visualize(r: dict[str, Any], out_dir: str, used: set[str]) -> dict[str, str
     while name in used:
         name, k = f"{stem}_{k}", k + 1
     used.add(name)
-    offsets = [[y, x] for y, x, _, _ in r["boxes"]]
-    boxed = draw_boxes(r["frames"], offsets, r["patch_size"], keep=r.get("keep"))
+    shown = [i for i, b in enumerate(r["boxes"]) if b is not None]  # early exit: the frames processed
+    frames = r["frames"][r["focus_frames"]] if r.get("focus_frames") else r["frames"][shown]
+    boxes = [b for b in r["boxes"] if b is not None]
+    keep = r.get("keep")
+    boxed = draw_boxes(frames, [b[:2] for b in boxes], r["patch_size"], sizes=[b[2:] for b in boxes],
+                       keep=None if keep is None else [keep[i] for i in shown])  # fmt: skip
     png, gif = os.path.join(out_dir, name + ".png"), os.path.join(out_dir, name + ".gif")
     save_strip_png(png, [boxed], [_title(r)])
     save_gif(gif, _enlarge(boxed), fps=4)

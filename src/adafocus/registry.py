@@ -72,8 +72,12 @@ class ModelEntry:
 
     @property
     def frames(self) -> str:
-        """Frames seen by f_G (``8+12``: f_G's and f_L's, for AdaFocus-TSM)."""
-        g, t = self.model_kwargs.get("global_frames"), self.preprocess.num_frames
+        """Frames seen by f_G (``8+12``: f_G's and f_L's, for AdaFocus-TSM; ``16+16 of 48``: f_G's and
+        f_L's among the clip's, for Uni-AdaFocus)."""
+        kw = self.model_kwargs
+        if "glance_segments" in kw:
+            return f"{kw['glance_segments']}+{kw['focus_segments']} of {self.preprocess.num_frames}"
+        g, t = kw.get("global_frames"), self.preprocess.num_frames
         return f"{g}+{t}" if g and g != t else str(t)
 
     @property
@@ -248,7 +252,14 @@ def _v2_entries() -> list[ModelEntry]:
                     name=f"adafocus_v2_tsm_p{p}.{tag}",
                     method="adafocus_v2",
                     model_class="AdaFocusV2TSM",
-                    model_kwargs=dict(num_classes=174, patch_size=p, global_frames=8, local_frames=12),
+                    model_kwargs=dict(
+                        num_classes=174,
+                        patch_size=p,
+                        global_frames=8,
+                        local_frames=12,
+                        global_backbone="tsm_mobilenet_v2",
+                        local_backbone="tsm_resnet50",
+                    ),  # fmt: skip
                     preprocess=Preprocess(num_frames=12),
                     dataset=ds,
                     metric="top1",
@@ -277,7 +288,9 @@ def _uni_entries() -> list[ModelEntry]:
                 num_classes=k,
                 patch_size=128,
                 num_segments=48,
-            ),  # fmt: skip
+                glance_segments=16,
+                focus_segments=16,
+            ),
             preprocess=Preprocess(num_frames=48),
             dataset=ds,
             metric=metric,

@@ -70,6 +70,7 @@ def draw_boxes(
     patch_size: int,
     *,
     keep: Any = None,
+    sizes: Any = None,
     colour: tuple[int, int, int] = (255, 220, 0),
     width: int = 2,
 ) -> np.ndarray:
@@ -82,6 +83,7 @@ def draw_boxes(
         patch_size: P; the box covers rows ``y .. y+P-1`` and columns ``x .. x+P-1``.
         keep: optional ``(T,)`` bool/0-1 (AdaFocus+): frames with ``keep == 0`` (f_L skipped) get a
             thin grey box instead.
+        sizes: optional ``(T, 2)`` box ``(h, w)`` per frame (Uni-AdaFocus's windows), instead of P x P.
         colour: RGB of the solid boxes.
         width: line width in pixels, drawn *inside* the patch, so the box's outer edge is exactly
             the patch border and nothing outside the patch changes.
@@ -102,12 +104,14 @@ def draw_boxes(
             raise ValueError(f"keep must have T={t} entries, got {kept.size}")
     from torchvision.utils import draw_bounding_boxes
 
-    p, lw = int(patch_size), min(int(width), (int(patch_size) + 1) // 2)
+    hw = np.full((t, 2), int(patch_size)) if sizes is None else np.rint(_as_numpy(sizes)).astype(int).reshape(t, 2)
     for i in range(t):
         y, x = (int(v) for v in offs[i])
+        h, w = (int(v) for v in hw[i])
+        lw = min(int(width), (min(h, w) + 1) // 2)
         skipped = kept is not None and not kept[i]
         # PIL draws the outline inwards from the box's edge: the patch's last row / column is y+P-1 / x+P-1
-        box = torch.tensor([[x, y, x + p - 1, y + p - 1]])
+        box = torch.tensor([[x, y, x + w - 1, y + h - 1]])
         frame = torch.from_numpy(img[i]).permute(2, 0, 1)
         drawn = draw_bounding_boxes(frame, box, colors=[SKIP_COLOUR if skipped else tuple(colour)],
                                     width=1 if skipped else lw)  # fmt: skip

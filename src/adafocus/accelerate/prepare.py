@@ -61,8 +61,10 @@ def prepare_for_inference(
         fold_batchnorm(model)
     if dtype is not None:
         model.to(dtype)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    if channels_last:  # the 2-D convolutions; Uni-AdaFocus's 3-D ones keep their layout
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d | nn.BatchNorm2d):
+                m.to(memory_format=torch.channels_last)
     if quantize_heads:
         quantize_recurrent_heads(model)
     if compile:

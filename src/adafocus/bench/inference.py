@@ -34,7 +34,6 @@ from ..accelerate.quantize import quantize_backbone, quantize_glance
 from ..errors import UsageError
 from ..flops import count_flops, count_macs
 from ..models.base import AdaFocusBase
-from ..models.crop import crop_patches, pixel_offsets
 from ..registry import ModelEntry, architectures, get_entry
 
 
@@ -78,19 +77,17 @@ def time_fn(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: i
 def part_fns(model: nn.Module, frames: torch.Tensor) -> dict[str, Callable[[], Any]]:
     """One closure per AdaFocus part, each on the real intermediate inputs of ``frames``."""
     b, t = frames.shape[:2]
-    hw, p = frames.shape[-2:], model.patch_size
     with torch.inference_mode():
         gin = model.glance_frames(frames)
         fmap, g = model.glance(gin)
         state = model.policy_input(fmap)
 
         def policy() -> torch.Tensor:
-            locs = model.frame_locations(model.actions_to_locations(model.policy(state).logits.argmax(-1)), t)
-            return pixel_offsets(locs, hw, p).reshape(b * t, 2)
+            locs = model.learned_locations(state, None, sample=False, generator=None, policy_stats=False)[0]
+            return model.frame_locations(locs, t)
 
-        offs = policy()
-        flat = frames.flatten(0, 1)
-        patches = crop_patches(flat, offs, p)
+        locs = policy()
+        patches = model.crop(frames, locs).flatten(0, 1)
 
         def focus() -> torch.Tensor:
             return model.local_cnn(patches).mean(dim=(-2, -1)).view(b, t, -1)
@@ -99,7 +96,7 @@ def part_fns(model: nn.Module, frames: torch.Tensor) -> dict[str, Callable[[], A
     return {
         "f_G": lambda: model.glance(gin),
         "policy": policy,
-        "crop": lambda: crop_patches(flat, offs, p),
+        "crop": lambda: model.crop(frames, locs),
         "f_L": focus,
         "classifier": lambda: model.classify(g, local),
     }
@@ -175,8 +172,8 @@ def measure(jobs: list[tuple[dict, nn.Module]], args: argparse.Namespace, progre
                 row["ms_per_video"] = 1000 * sec
             if bs == args.batch_size:
                 row["videos_per_s"] = bs / sec
-        if args.no_breakdown or not row["baseline"]:
-            continue
+        if args.no_breakdown or not row["baseline"] or type(model).forward is not AdaFocusBase.forward:
+            continue  # the part breakdown follows the shared pipeline; Uni-AdaFocus has its own
         progress(f"{row['model']}: parts")
         x = torch.randn(1, row["frames"], 3, row["input_size"], row["input_size"], device=device, dtype=dtype)
         row["parts_ms"] = {

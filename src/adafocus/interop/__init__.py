@@ -1,4 +1,4 @@
-"""Interoperability with weights trained elsewhere (official AdaFocus checkpoints)."""
+"""Interoperability with weights trained elsewhere (official AdaFocus V1 and AdaFocusV2 checkpoints)."""
 
 from .official import (
     ConversionResult,
@@ -9,13 +9,25 @@ from .official import (
     official_state_dict,
     save_converted,
 )
+from .official_v2 import (
+    convert_official_v2_checkpoint,
+    is_official_v2,
+    map_official_v2_key,
+    official_v2_config,
+    official_v2_state_dict,
+)
 
 __all__ = [
     "ConversionResult",
     "convert_official_checkpoint",
+    "convert_official_v2_checkpoint",
+    "is_official_v2",
     "load_converted",
     "load_official_checkpoint",
+    "map_official_v2_key",
     "official_config",
     "official_state_dict",
+    "official_v2_config",
+    "official_v2_state_dict",
     "save_converted",
 ]

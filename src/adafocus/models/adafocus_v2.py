@@ -79,9 +79,16 @@ class DifferentiableFocus:
         if keep is not None:
             raise ValueError(f"{type(self).__name__} has no frame skipping (keep=)")
         b, t = frames.shape[:2]
-        patches = sample_patches(frames.flatten(0, 1), locations.reshape(b * t, 2), self.patch_size)
-        local = self.local_cnn(patches).mean(dim=(-2, -1)).view(b, t, -1)
+        local = self.local_cnn(self.crop(frames, locations).flatten(0, 1)).mean(dim=(-2, -1)).view(b, t, -1)
         return local, pixel_offsets(locations.detach(), frames.shape[-2:], self.patch_size)
+
+    def crop(self, frames: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
+        """Interpolated patches ``(B, T, C, P, P)`` at normalised ``locations`` ``(B, S, 2)``."""
+        b, t = frames.shape[:2]
+        loc = self.frame_locations(locations, t).reshape(b * t, 2)
+        return sample_patches(frames.flatten(0, 1), loc, self.patch_size).view(
+            b, t, -1, self.patch_size, self.patch_size
+        )
 
     def auxiliary_logits(self, out: AdaFocusOutput) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-frame logits of e_G and of e_L alone, ``(B, T_G, K)`` and ``(B, T, K)`` (the auxiliary losses)."""

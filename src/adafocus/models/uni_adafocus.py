@@ -27,7 +27,7 @@ from torch import nn
 
 from .backbones import WeightsArg
 from .base import AdaFocusBase, AdaFocusOutput, PolicyName, check_positive
-from .crop import pixel_offsets, sample_patches
+from .crop import sample_patches
 from .fixed_policies import FIXED_POLICIES, fixed_locations
 from .uni_policies import SpatialPolicy, TemporalPolicy, select_frames
 
@@ -210,7 +210,8 @@ class UniAdaFocus(AdaFocusBase):
     def _output(self, frames, idx, actions, fmap, g, local, gidx, weights) -> AdaFocusOutput:
         logits = self.classify(g, local)[0]
         sides = self.sides(actions[..., 2:])
-        offsets = pixel_offsets(actions[..., :2].detach(), frames.shape[-2:], self.patch_size)
+        # the window's top-left pixel, as for a P x P patch but with its own side
+        offsets = (actions[..., :2].detach() * (frames.new_tensor(frames.shape[-2:]) - sides.detach())).floor().long()
         return AdaFocusOutput(logits, actions[..., :2], offsets, g, local, feature_maps=fmap, frame_indices=idx,
                               glance_indices=gidx, frame_weights=weights, window_sides=sides)  # fmt: skip
 
