@@ -16,3 +16,17 @@ def tiny_model(**kw) -> AdaFocus:
     args = dict(TINY, num_classes=5, input_size=64, patch_size=32, grid_size=5, dropout=0.0)
     args.update(kw)
     return AdaFocus(**args)
+
+
+class Trap:
+    """A pickle payload: unpickling it runs code (``Trap.ran``); the safe loaders must refuse it."""
+
+    ran = False
+
+    def __reduce__(self):
+        return (Trap._boom, ())
+
+    @staticmethod
+    def _boom():
+        Trap.ran = True
+        return "boom"

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import Trap
 from torch import nn
 
 from adafocus.cli import main
@@ -161,20 +162,6 @@ def test_renamed_key_and_shape_change_are_named(gfv):
     assert res.missing and all(k.startswith("policy.") for k in res.missing)
     with pytest.raises(ValueError, match="patch_size"):
         convert_official_checkpoint({"model_state_dict": gfv.state_dict()})
-
-
-class Trap:
-    """Unpickling this would run code: the allow-list must refuse it."""
-
-    ran = False
-
-    def __reduce__(self):
-        return (Trap._boom, ())
-
-    @staticmethod
-    def _boom():
-        Trap.ran = True
-        return "boom"
 
 
 def test_safe_loading_allow_list(gfv, tmp_path):

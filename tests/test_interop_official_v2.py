@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from conftest import Trap
 from torch import nn
 
 from adafocus import load_model
@@ -260,20 +261,6 @@ def test_unplaced_missing_and_wrong_shape_keys_are_one_line_errors(small_officia
     _refused(path, r"frame_order must be", frame_order=[0, 1, 1, 2])
     torch.save({"model_state_dict": {"glancer.net.features.0.0.weight": torch.zeros(1)}}, tmp_path / "v1.pth.tar")
     _refused(tmp_path / "v1.pth.tar", "not an official AdaFocusV2 checkpoint")
-
-
-class Trap:
-    """Unpickling this would run code: the allow-list must refuse it."""
-
-    ran = False
-
-    def __reduce__(self):
-        return (Trap._boom, ())
-
-    @staticmethod
-    def _boom():
-        Trap.ran = True
-        return "boom"
 
 
 def test_pickle_payload_is_refused_unless_trusted_and_args_are_read(small_official, tmp_path):

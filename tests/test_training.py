@@ -163,6 +163,10 @@ def test_v2_one_stage_trains_every_part_and_resumes_exactly(tmp_path):
     half = fit("v2", tmp_path / "half", "--trainer.max_epochs=2", "--trainer.max_steps=4")
     resumed = fit("v2", tmp_path / "resumed", "--trainer.max_epochs=2", f"--ckpt_path={half}")
     assert type(load_model(full)).__name__ == "AdaFocusV2"
+    val = tmp_path / "val"
+    cli = run_cli(["validate", "--config", str(TOY / "v2.yaml"), f"--ckpt_path={full}", *QUIET,
+                   f"--trainer.default_root_dir={val}", f"--trainer.logger.init_args.save_dir={val}"])  # fmt: skip
+    assert 0 <= cli.trainer.callback_metrics["val/top1"] <= 1
     wf, wr = weights(full), weights(resumed)
     # one stage: f_G, pi, f_L, f_C and the auxiliary heads all learn in the second epoch
     assert changed(weights(half), wf) == {"global_cnn", "local_cnn", "policy", "classifier", "global_fc", "local_fc"}
@@ -366,8 +370,11 @@ def test_stage0_full_frames_hands_backbones_to_stage1(tmp_path):
 
 
 def test_uni_adafocus_stage_trains_both_policies_through_cli(tmp_path):
+    from adafocus.cli import main
+
     one = fit("uni", tmp_path / "one")
     two = fit("uni", tmp_path / "two", "--trainer.max_epochs=2")
-    assert type(load_model(two)).__name__ == "UniAdaFocus"
+    assert main(["export", str(two), "--out", str(tmp_path / "uni.pt")]) == 0  # the same export as V1's stages
+    assert type(load_model(tmp_path / "uni.pt")).__name__ == "UniAdaFocus"
     moved = changed(weights(one), weights(two))
     assert {"temporal_policy", "spatial_policy", "global_cnn", "local_cnn", "classifier", "aux_fc"} <= moved

@@ -1,4 +1,4 @@
-"""``adafocus convert-official``: an official AdaFocus V1 or AdaFocusV2 checkpoint to an adafocus model file."""
+"""``adafocus convert-official``: an official AdaFocus V1, AdaFocusV2 or Uni-AdaFocus checkpoint to a model file."""
 
 from __future__ import annotations
 
@@ -20,11 +20,17 @@ def _frame_order(text: str | None) -> str | list[int] | None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..interop.official import convert_official_checkpoint, load_official_checkpoint, save_converted
+    from ..interop.official_uni import convert_official_uni_checkpoint, is_official_uni
     from ..interop.official_v2 import convert_official_v2_checkpoint, is_official_v2
 
     ckpt = load_official_checkpoint(args.checkpoint, trust=args.trust_checkpoint)
     v2 = is_official_v2(ckpt)
-    if v2:  # read once; V1 files are converted from the path, as before (read again)
+    uni = not v2 and is_official_uni(ckpt)
+    if uni:
+        res = convert_official_uni_checkpoint(ckpt, patch_size=args.patch_size, input_size=args.input_size,
+                                              num_segments=args.num_segments, min_side=args.min_side,
+                                              source=str(args.checkpoint))  # fmt: skip
+    elif v2:  # read once; V1 files are converted from the path, as before (read again)
         res = convert_official_v2_checkpoint(ckpt, patch_size=args.patch_size, input_size=args.input_size,
                                              frame_order=_frame_order(args.frame_order),
                                              source=str(args.checkpoint))  # fmt: skip
@@ -38,8 +44,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"converted {len(res.mapped)} tensors from {args.checkpoint} -> {args.out}")
     print(f"config: {res.config}")
     if res.dropped:
-        groups = sorted({k.rsplit(".", 1 if v2 else 2)[0] for k in res.dropped})
-        what = "unused official heads" if v2 else "stage-0 heads / unused policy copy"
+        groups = sorted({k.rsplit(".", 1 if v2 or uni else 2)[0] for k in res.dropped})
+        what = "unused official heads" if v2 or uni else "stage-0 heads / unused policy copy"
         print(f"dropped {len(res.dropped)} ({what}): {groups}")
     if res.missing:
         print(f"left at initialisation ({len(res.missing)}): {sorted({k.split('.')[0] for k in res.missing})}")
@@ -47,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("convert-official", help="convert an official AdaFocus V1 / AdaFocusV2 checkpoint (.pth.tar)")
+    p = sub.add_parser("convert-official", help="convert an official AdaFocus V1 / V2 / Uni checkpoint (.pth.tar)")
     p.add_argument("checkpoint", help="official checkpoint file (read with weights_only and an allow-list)")
     p.add_argument("--out", required=True, help="model file to write (load with adafocus.load_model)")
     p.add_argument("--patch-size", type=int, default=None, help="P of the official run (not stored in weights)")
@@ -56,5 +62,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--allow-missing-policy", action="store_true", help="stage-I checkpoints without a policy")
     p.add_argument("--frame-order", default=None, help="AdaFocusV2 files: coarse_to_fine (official --sample, the "
                    "default), temporal, or the order as comma-separated frame indices")  # fmt: skip
+    p.add_argument("--num-segments", type=int, default=None, help="Uni-AdaFocus files: frames per clip of the "
+                   "official run (default: the file's args, else 48)")  # fmt: skip
+    p.add_argument("--min-side", type=int, default=96, help="Uni-AdaFocus files: the smallest window side in "
+                   "pixels (the official code fixes 96)")  # fmt: skip
     p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     p.set_defaults(func=_run)

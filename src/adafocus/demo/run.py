@@ -9,6 +9,7 @@ fitted to budgets) -> table, pictures, plots and metrics JSON. Every stage runs 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -35,15 +36,16 @@ class DemoPlan:
     num_train: int = 1000
     num_val: int = 100
     num_test: int = 300
-    stills: int = 20000  # pre-training images per backbone
+    stills: int = 16000  # pre-training images per backbone
     pretrain_epochs: int = 5
     epochs: dict[str, int] = field(
-        default_factory=lambda: dict(stage0=5, stage1=3, stage2=6, stage3=2, stage2_plus=3, stage3_plus=2, v2=4)
+        default_factory=lambda: dict(stage0=4, stage1=3, stage2=6, stage3=2, stage2_plus=3, stage3_plus=2, v2=3)
     )
     keep_ratios: tuple[float, ...] = (0.75, 0.5)  # AdaFocus+ operating points (share of frames through f_L)
     exit_budgets: tuple[float, ...] = (0.65, 0.5)  # AdaFocusV2 early exit: shares of its full GFLOPs
     sweep_budgets: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0)  # the early-exit curve
-    latency_clips: int = 40  # test clips streamed one by one to time each early-exit point
+    latency_clips: int = 20  # test clips streamed one by one to time each early-exit point
+    calibration_batches: int = 10  # training batches of 50 the exit thresholds are fitted on
 
 
 DEFAULT = DemoPlan()
@@ -56,6 +58,7 @@ FAST = DemoPlan(
     epochs=dict(stage0=2, stage1=2, stage2=4, stage3=1, stage2_plus=1, stage3_plus=1, v2=2),
     sweep_budgets=(0.3, 0.65, 1.0),
     latency_clips=5,
+    calibration_batches=4,
 )
 # rough seconds per unit of work on a 2-core laptop, only for the ETA line
 _COST = dict(
@@ -95,7 +98,7 @@ class _Clock:
             "stage3_plus": _COST["stage3_plus"] * n * e["stage3_plus"] * k,
             "v2": _COST["v2"] * n * e["v2"],
             "evaluate": _COST["evaluate"] * plan.num_test * (5 + k) / 10,
-            "v2_evaluate": _COST["v2_evaluate"] * (n + plan.num_test * 4)
+            "v2_evaluate": _COST["v2_evaluate"] * (50 * plan.calibration_batches + 4 * plan.num_test)
             + 0.01 * plan.latency_clips * len(plan.sweep_budgets),
         }
         self.done: dict[str, float] = {}
@@ -321,7 +324,8 @@ class _Demo:
         rows = [evaluate_adafocus(model, loader, p, method=method, seed=seed, progress=show)
                 for p in ("learned", "random", "centre")]  # fmt: skip
         exit_rows, self.sweep = evaluate_early_exit(
-            model, list(self.eval_loader(self.ds["train"])), loader, self.plan.exit_budgets,
+            model, list(itertools.islice(self.eval_loader(self.ds["train"]), self.plan.calibration_batches)), loader,
+            self.plan.exit_budgets,
             self.plan.sweep_budgets, latency_clips=self.plan.latency_clips, method=method, progress=show,
         )  # fmt: skip
         self.v2_model = model

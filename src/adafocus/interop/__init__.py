@@ -1,4 +1,4 @@
-"""Interoperability with weights trained elsewhere (official AdaFocus V1 and AdaFocusV2 checkpoints)."""
+"""Interoperability with weights trained elsewhere (official AdaFocus V1, AdaFocusV2 and Uni-AdaFocus checkpoints)."""
 
 from .official import (
     ConversionResult,
@@ -8,6 +8,13 @@ from .official import (
     official_config,
     official_state_dict,
     save_converted,
+)
+from .official_uni import (
+    convert_official_uni_checkpoint,
+    is_official_uni,
+    map_official_uni_key,
+    official_uni_config,
+    official_uni_state_dict,
 )
 from .official_v2 import (
     convert_official_v2_checkpoint,
@@ -20,13 +27,18 @@ from .official_v2 import (
 __all__ = [
     "ConversionResult",
     "convert_official_checkpoint",
+    "convert_official_uni_checkpoint",
     "convert_official_v2_checkpoint",
+    "is_official_uni",
     "is_official_v2",
     "load_converted",
     "load_official_checkpoint",
+    "map_official_uni_key",
     "map_official_v2_key",
     "official_config",
     "official_state_dict",
+    "official_uni_config",
+    "official_uni_state_dict",
     "official_v2_config",
     "official_v2_state_dict",
     "save_converted",

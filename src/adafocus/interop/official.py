@@ -293,18 +293,28 @@ def convert_official_checkpoint(
     missing = [k for k in own if k not in filled and "." in k]
     fatal = [k for k in missing if not k.startswith(tuple(allow_missing))]
     if unplaced or bad or fatal:
-        parts = []
-        if unplaced:
-            parts.append(f"official keys with no place in AdaFocus ({len(unplaced)}): {unplaced[:10]}")
-        if bad:
-            parts.append(f"shape mismatch ({len(bad)}): {bad[:10]}")
-        if fatal:
-            parts.append(f"AdaFocus keys not in the checkpoint ({len(fatal)}): {fatal[:10]} "
-                         "(allow_missing=... to keep them at initialisation)")  # fmt: skip
-        raise CheckpointError(f"cannot convert official checkpoint {source}: " + "; ".join(parts))
+        raise placement_error("AdaFocus", f"official checkpoint {source}", unplaced, bad, fatal,
+                              "(allow_missing=... to keep them at initialisation)")  # fmt: skip
     _warn_if_policies_differ(sd, pre, other.get(pre or ""))
     model.load_state_dict({**own, **{mapped[k]: sd[k] for k in mapped}}, strict=True)
     return ConversionResult(model, cfg, mapped, dropped, missing)
+
+
+def placement_error(
+    model: str, what: str, unplaced: list[str], bad: list[str], missing: list[str], hint: str = ""
+) -> CheckpointError:
+    """One line saying which official keys found no place in ``model``, which differ in shape and which
+    of ``model``'s keys the file lacks (ten of each at most)."""
+    parts = []
+    if unplaced:
+        parts.append(f"official keys with no place in {model} ({len(unplaced)}): {unplaced[:10]}")
+    if bad:
+        parts.append(f"shape mismatch ({len(bad)}): {bad[:10]}")
+    if missing:
+        parts.append(
+            f"{model} keys not in the checkpoint ({len(missing)}): {missing[:10]}" + (f" {hint}" if hint else "")
+        )
+    return CheckpointError(f"cannot convert {what}: " + "; ".join(parts))
 
 
 def _warn_if_policies_differ(sd: Mapping[str, torch.Tensor], used: str | None, unused: str | None) -> None:

@@ -47,7 +47,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..models.adafocus_v2 import AdaFocusV2
-from .official import _RESNETS, CheckpointArg, ConversionResult, load_official_checkpoint
+from .official import _RESNETS, CheckpointArg, ConversionResult, load_official_checkpoint, placement_error
 
 #: Official heads the official forward never uses (dropped, listed in ``ConversionResult.dropped``).
 DROPPED_PREFIXES = ("global_CNN.classifier.", "global_CNN.fc.", "local_CNN.fc.")
@@ -237,13 +237,6 @@ def convert_official_v2_checkpoint(
             filled.add(new)
     missing = [k for k in own if k not in filled]
     if unplaced or bad or missing:
-        parts = []
-        if unplaced:
-            parts.append(f"official keys with no place in AdaFocusV2 ({len(unplaced)}): {unplaced[:10]}")
-        if bad:
-            parts.append(f"shape mismatch ({len(bad)}): {bad[:10]}")
-        if missing:
-            parts.append(f"AdaFocusV2 keys not in the checkpoint ({len(missing)}): {missing[:10]}")
-        raise CheckpointError(f"cannot convert official AdaFocusV2 checkpoint {source}: " + "; ".join(parts))
+        raise placement_error("AdaFocusV2", f"official AdaFocusV2 checkpoint {source}", unplaced, bad, missing)
     model.load_state_dict({mapped[k]: sd[k] for k in mapped}, strict=True)
     return ConversionResult(model, cfg, mapped, dropped, [])  # type: ignore[arg-type]  # an AdaFocusV2
