@@ -36,10 +36,10 @@ class DemoPlan:
     num_train: int = 1000
     num_val: int = 100
     num_test: int = 300
-    stills: int = 16000  # pre-training images per backbone
+    stills: int = 20000  # pre-training images per backbone
     pretrain_epochs: int = 5
     epochs: dict[str, int] = field(
-        default_factory=lambda: dict(stage0=4, stage1=3, stage2=6, stage3=2, stage2_plus=3, stage3_plus=2, v2=3)
+        default_factory=lambda: dict(stage0=4, stage1=3, stage2=6, stage3=2, stage2_plus=2, stage3_plus=1, v2=3)
     )
     keep_ratios: tuple[float, ...] = (0.75, 0.5)  # AdaFocus+ operating points (share of frames through f_L)
     exit_budgets: tuple[float, ...] = (0.65, 0.5)  # AdaFocusV2 early exit: shares of its full GFLOPs
