@@ -49,12 +49,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
-
 from ..errors import CheckpointError
 from ..models.uni_adafocus import UniAdaFocus
-from .official import CheckpointArg, ConversionResult, load_official_checkpoint, placement_error
-from .official_v2 import _MBV2_BLOCK, _need, _resnet, _strip, map_official_v2_key
+from .official import CheckpointArg, ConversionResult, load_official_checkpoint
+from .official_v2 import _need, _resnet, _strip, map_official_v2_key, place_official_keys
 
 #: Official heads the official forward never uses (dropped, listed in ``ConversionResult.dropped``).
 UNI_DROPPED_PREFIXES = ("global_CNN.classifier.", "local_CNN.fc.")
@@ -197,25 +195,6 @@ def convert_official_uni_checkpoint(
         model = UniAdaFocus(**cfg)
     except ValueError as err:
         raise CheckpointError(f"{source}: {err}") from None
-    own = model.state_dict()
-    expand = {m[1] for k in sd if (m := _MBV2_BLOCK.fullmatch(k)) and m[2] == "6"}
-    mapped: dict[str, str] = {}
-    filled: set[str] = set()
-    dropped, unplaced, bad = [], [], []
-    for k, v in sd.items():
-        new = map_official_uni_key(k, expand)
-        if k.startswith(UNI_DROPPED_PREFIXES):
-            dropped.append(k)
-        elif new is None or new not in own or new in filled:
-            unplaced.append(k)
-        elif not torch.is_tensor(v) or v.shape != own[new].shape:
-            shape = tuple(v.shape) if torch.is_tensor(v) else type(v).__name__
-            bad.append(f"{k} {shape} -> {new} {tuple(own[new].shape)}")
-        else:
-            mapped[k] = new
-            filled.add(new)
-    missing = [k for k in own if k not in filled]
-    if unplaced or bad or missing:
-        raise placement_error("UniAdaFocus", f"official Uni-AdaFocus checkpoint {source}", unplaced, bad, missing)
-    model.load_state_dict({mapped[k]: sd[k] for k in mapped}, strict=True)
+    mapped, dropped = place_official_keys(sd, model, map_official_uni_key, UNI_DROPPED_PREFIXES,
+                                          f"official Uni-AdaFocus checkpoint {source}")  # fmt: skip
     return ConversionResult(model, cfg, mapped, dropped, [])  # type: ignore[arg-type]  # a UniAdaFocus

@@ -218,14 +218,25 @@ def convert_official_v2_checkpoint(
         model = AdaFocusV2(**cfg)
     except ValueError as err:
         raise CheckpointError(f"{source}: {err}") from None
+    mapped, dropped = place_official_keys(sd, model, map_official_v2_key, DROPPED_PREFIXES,
+                                          f"official AdaFocusV2 checkpoint {source}")  # fmt: skip
+    return ConversionResult(model, cfg, mapped, dropped, [])  # type: ignore[arg-type]  # an AdaFocusV2
+
+
+def place_official_keys(
+    sd: Mapping[str, Any], model: torch.nn.Module, map_key: Any, dropped_prefixes: tuple[str, ...], what: str
+) -> tuple[dict[str, str], list[str]]:
+    """Load every official key of ``sd`` into ``model`` through ``map_key(key, expand_blocks)``:
+    ``(official -> ours, dropped keys)``; one :class:`CheckpointError` line (``what`` names the file)
+    for keys with no place, of another shape, or of ``model`` that the file lacks."""
     own = model.state_dict()
     expand = {m[1] for k in sd if (m := _MBV2_BLOCK.fullmatch(k)) and m[2] == "6"}
     mapped: dict[str, str] = {}
     filled: set[str] = set()
     dropped, unplaced, bad = [], [], []
     for k, v in sd.items():
-        new = map_official_v2_key(k, expand)
-        if k.startswith(DROPPED_PREFIXES):
+        new = map_key(k, expand)
+        if k.startswith(dropped_prefixes):
             dropped.append(k)
         elif new is None or new not in own or new in filled:
             unplaced.append(k)
@@ -237,6 +248,6 @@ def convert_official_v2_checkpoint(
             filled.add(new)
     missing = [k for k in own if k not in filled]
     if unplaced or bad or missing:
-        raise placement_error("AdaFocusV2", f"official AdaFocusV2 checkpoint {source}", unplaced, bad, missing)
+        raise placement_error(type(model).__name__, what, unplaced, bad, missing)
     model.load_state_dict({mapped[k]: sd[k] for k in mapped}, strict=True)
-    return ConversionResult(model, cfg, mapped, dropped, [])  # type: ignore[arg-type]  # an AdaFocusV2
+    return mapped, dropped
