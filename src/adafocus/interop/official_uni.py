@@ -51,8 +51,8 @@ from typing import Any
 
 from ..errors import CheckpointError
 from ..models.uni_adafocus import UniAdaFocus
-from .official import CheckpointArg, ConversionResult, load_official_checkpoint
-from .official_v2 import _need, _resnet, _strip, map_official_v2_key, place_official_keys
+from .official import CheckpointArg, ConversionResult
+from .official_v2 import _need, _resnet, _strip, map_official_v2_key, place_official_keys, read_official
 
 #: Official heads the official forward never uses (dropped, listed in ``ConversionResult.dropped``).
 UNI_DROPPED_PREFIXES = ("global_CNN.classifier.", "local_CNN.fc.")
@@ -183,11 +183,7 @@ def convert_official_uni_checkpoint(
         CheckpointError: one line naming the file and every official key with no place, every
             shape mismatch and every adafocus key the checkpoint does not fill (the first ten of each).
     """
-    if isinstance(checkpoint, Mapping):
-        ckpt, source = dict(checkpoint), source or "the given checkpoint"
-    else:
-        ckpt = load_official_checkpoint(checkpoint, extra_safe_globals=extra_safe_globals, trust=trust)
-        source = source or str(checkpoint)
+    ckpt, source = read_official(checkpoint, source, extra_safe_globals=extra_safe_globals, trust=trust)
     try:
         sd = official_uni_state_dict(ckpt)
         cfg = official_uni_config(sd, patch_size=patch_size, input_size=input_size, num_segments=num_segments,

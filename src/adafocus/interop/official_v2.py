@@ -206,11 +206,7 @@ def convert_official_v2_checkpoint(
         CheckpointError: one line naming the file and every official key with no place, every
             shape mismatch and every adafocus key the checkpoint does not fill (the first ten of each).
     """
-    if isinstance(checkpoint, Mapping):
-        ckpt, source = dict(checkpoint), source or "the given checkpoint"
-    else:
-        ckpt = load_official_checkpoint(checkpoint, extra_safe_globals=extra_safe_globals, trust=trust)
-        source = source or str(checkpoint)
+    ckpt, source = read_official(checkpoint, source, extra_safe_globals=extra_safe_globals, trust=trust)
     try:
         sd = official_v2_state_dict(ckpt)
         cfg = official_v2_config(sd, patch_size=patch_size, input_size=input_size, glance_size=glance_size,
@@ -221,6 +217,16 @@ def convert_official_v2_checkpoint(
     mapped, dropped = place_official_keys(sd, model, map_official_v2_key, DROPPED_PREFIXES,
                                           f"official AdaFocusV2 checkpoint {source}")  # fmt: skip
     return ConversionResult(model, cfg, mapped, dropped, [])  # type: ignore[arg-type]  # an AdaFocusV2
+
+
+def read_official(
+    checkpoint: CheckpointArg, source: str | None, *, extra_safe_globals: Sequence[Any] = (), trust: bool = False
+) -> tuple[dict[str, Any], str]:
+    """``(checkpoint dict, its name for messages)`` of a path (read safely) or an already loaded dict."""
+    if isinstance(checkpoint, Mapping):
+        return dict(checkpoint), source or "the given checkpoint"
+    ckpt = load_official_checkpoint(checkpoint, extra_safe_globals=extra_safe_globals, trust=trust)
+    return ckpt, source or str(checkpoint)
 
 
 def place_official_keys(
