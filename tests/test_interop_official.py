@@ -171,6 +171,7 @@ def test_safe_loading_allow_list(gfv, tmp_path):
     assert loaded["args"].patch_size == P and float(loaded["acc"]) == 75.0
     res = convert_official_checkpoint(tmp_path / "ok.pth.tar", input_size=SIZE)  # patch_size from args
     assert res.config["patch_size"] == P
+    Trap.ran = False  # shared with the other tests that trust it
     torch.save({"model_state_dict": {}, "acc": np.float64(1.0), "evil": Trap()}, tmp_path / "evil.pth.tar")
     with pytest.raises(ValueError, match=r"evil.pth.tar: refused.*Trap") as info:
         load_official_checkpoint(tmp_path / "evil.pth.tar")

@@ -270,6 +270,7 @@ def test_pickle_payload_is_refused_unless_trusted_and_args_are_read(small_offici
     assert is_official_v2(load_official_checkpoint(tmp_path / "ok.pth.tar"))
     res = convert_official_v2_checkpoint(tmp_path / "ok.pth.tar")  # patch_size, input_size, order from args
     assert res.config["patch_size"] == P and res.config["frame_order"] == "temporal"
+    Trap.ran = False  # shared with the other tests that trust it
     torch.save({"state_dict": sd, "best_acc1": np.float64(1.0), "evil": Trap()}, tmp_path / "evil.pth.tar")
     msg = _refused(tmp_path / "evil.pth.tar", r"evil.pth.tar: refused.*Trap")
     assert "numpy" not in msg and not Trap.ran
