@@ -52,7 +52,15 @@ from typing import Any
 from ..errors import CheckpointError
 from ..models.uni_adafocus import UniAdaFocus
 from .official import CheckpointArg, ConversionResult
-from .official_v2 import _need, _resnet, _strip, map_official_v2_key, place_official_keys, read_official
+from .official_v2 import (
+    _need,
+    _resnet,
+    checked_state_dict,
+    has_keys,
+    map_official_v2_key,
+    place_official_keys,
+    read_official,
+)
 
 #: Official heads the official forward never uses (dropped, listed in ``ConversionResult.dropped``).
 UNI_DROPPED_PREFIXES = ("global_CNN.classifier.", "local_CNN.fc.")
@@ -73,18 +81,14 @@ def is_official_uni(checkpoint: Mapping[str, Any]) -> bool:
     """Whether a loaded checkpoint (``{"state_dict": ...}`` or a bare state_dict) is an official
     Uni-AdaFocus ActivityNet/FCVID/Mini-Kinetics one (it has ``spatial_policy.*`` / ``temporal_policy.*``
     / ``classifier.{global,local}_classifiers.*`` keys)."""
-    sd = checkpoint.get("state_dict", checkpoint)
-    return isinstance(sd, Mapping) and any(str(k).removeprefix("module.").startswith(_MARKS) for k in sd)
+    return has_keys(checkpoint, _MARKS)
 
 
 def official_uni_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     """The ``AdaFocus``-level state_dict of an official Uni-AdaFocus checkpoint, ``module.`` removed."""
-    if not is_official_uni(checkpoint):
-        raise CheckpointError(
-            f"not an official Uni-AdaFocus checkpoint: top-level keys {sorted(map(str, checkpoint))[:12]}; expected "
-            "'state_dict' with spatial_policy.* / temporal_policy.* keys (as saved by the official main.py)"
-        )
-    return _strip(checkpoint.get("state_dict", checkpoint))
+    return checked_state_dict(checkpoint, is_official_uni(checkpoint), "Uni-AdaFocus",
+                              "'state_dict' with spatial_policy.* / temporal_policy.* keys (as saved by the "
+                              "official main.py)")  # fmt: skip
 
 
 def _heads(sd: Mapping[str, Any], kind: str) -> int:

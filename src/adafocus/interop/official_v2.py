@@ -77,18 +77,30 @@ def _strip(sd: Mapping[str, Any]) -> dict[str, Any]:
 def is_official_v2(checkpoint: Mapping[str, Any]) -> bool:
     """Whether a loaded checkpoint (``{"state_dict": ...}`` or a bare state_dict) is an official
     AdaFocusV2 ActivityNet/FCVID/Mini-Kinetics one (it has ``policy_stn.*`` keys)."""
+    return has_keys(checkpoint, ("policy_stn.",))
+
+
+def has_keys(checkpoint: Mapping[str, Any], prefixes: tuple[str, ...]) -> bool:
+    """Whether a checkpoint's state_dict (``module.`` removed) has a key starting with one of ``prefixes``."""
     sd = checkpoint.get("state_dict", checkpoint)
-    return isinstance(sd, Mapping) and any(str(k).removeprefix("module.").startswith("policy_stn.") for k in sd)
+    return isinstance(sd, Mapping) and any(str(k).removeprefix("module.").startswith(prefixes) for k in sd)
+
+
+def checked_state_dict(checkpoint: Mapping[str, Any], ok: bool, what: str, expected: str) -> dict[str, Any]:
+    """The state_dict of an official ``what`` checkpoint, ``module.`` removed, or a one-line error
+    saying what was ``expected`` when ``ok`` is false."""
+    if not ok:
+        raise CheckpointError(
+            f"not an official {what} checkpoint: top-level keys {sorted(map(str, checkpoint))[:12]}; "
+            f"expected {expected}"
+        )
+    return _strip(checkpoint.get("state_dict", checkpoint))
 
 
 def official_v2_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     """The ``AdaFocus``-level state_dict of an official V2 checkpoint, ``module.`` prefixes removed."""
-    if not is_official_v2(checkpoint):
-        raise CheckpointError(
-            f"not an official AdaFocusV2 checkpoint: top-level keys {sorted(map(str, checkpoint))[:12]}; expected "
-            "'state_dict' with policy_stn.* keys (as saved by the official main_v2.py)"
-        )
-    return _strip(checkpoint.get("state_dict", checkpoint))
+    return checked_state_dict(checkpoint, is_official_v2(checkpoint), "AdaFocusV2",
+                              "'state_dict' with policy_stn.* keys (as saved by the official main_v2.py)")  # fmt: skip
 
 
 def _need(sd: Mapping[str, Any], key: str) -> torch.Tensor:
