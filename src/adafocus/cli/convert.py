@@ -20,13 +20,20 @@ def _frame_order(text: str | None) -> str | list[int] | None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..interop.official import convert_official_checkpoint, load_official_checkpoint, save_converted
+    from ..interop.official_tsm import convert_official_tsm_checkpoint, is_official_tsm
     from ..interop.official_uni import convert_official_uni_checkpoint, is_official_uni
     from ..interop.official_v2 import convert_official_v2_checkpoint, is_official_v2
+    from ..interop.official_v2_tsm import convert_official_v2_tsm_checkpoint, is_official_v2_tsm
 
     ckpt = load_official_checkpoint(args.checkpoint, trust=args.trust_checkpoint)
-    v2 = is_official_v2(ckpt)
+    tsm = is_official_v2_tsm(ckpt)  # before is_official_v2: both have policy_stn.* keys
+    v2 = tsm or is_official_v2(ckpt)
     uni = not v2 and is_official_uni(ckpt)
-    if uni:
+    sth = not v2 and not uni and is_official_tsm(ckpt)  # V1 Sth-Sth: focuser.net.base_model.*
+    if tsm:
+        res = convert_official_v2_tsm_checkpoint(ckpt, patch_size=args.patch_size, input_size=args.input_size,
+                                                 source=str(args.checkpoint))  # fmt: skip
+    elif uni:
         res = convert_official_uni_checkpoint(ckpt, patch_size=args.patch_size, input_size=args.input_size,
                                               num_segments=args.num_segments, min_side=args.min_side,
                                               source=str(args.checkpoint))  # fmt: skip
@@ -34,6 +41,9 @@ def _run(args: argparse.Namespace) -> int:
         res = convert_official_v2_checkpoint(ckpt, patch_size=args.patch_size, input_size=args.input_size,
                                              frame_order=_frame_order(args.frame_order),
                                              source=str(args.checkpoint))  # fmt: skip
+    elif sth:
+        res = convert_official_tsm_checkpoint(ckpt, patch_size=args.patch_size, input_size=args.input_size,
+                                              source=str(args.checkpoint))  # fmt: skip
     else:
         del ckpt
         allow = ["policy."] if args.allow_missing_policy else []
@@ -44,8 +54,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"converted {len(res.mapped)} tensors from {args.checkpoint} -> {args.out}")
     print(f"config: {res.config}")
     if res.dropped:
-        groups = sorted({k.rsplit(".", 1 if v2 or uni else 2)[0] for k in res.dropped})
-        what = "unused official heads" if v2 or uni else "stage-0 heads / unused policy copy"
+        groups = sorted({k.rsplit(".", 1 if v2 or uni or sth else 2)[0] for k in res.dropped})
+        what = "unused official heads" if v2 or uni or sth else "stage-0 heads / unused policy copy"
         print(f"dropped {len(res.dropped)} ({what}): {groups}")
     if res.missing:
         print(f"left at initialisation ({len(res.missing)}): {sorted({k.split('.')[0] for k in res.missing})}")

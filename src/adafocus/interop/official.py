@@ -16,13 +16,20 @@ Key mapping (official ``GFV`` key prefix -> ours):
 ``focuser.policy.policy[_old].gru.``             ``policy.gru.``
 ``focuser.policy.policy[_old].actor.0.``         ``policy.actor.`` (softmax -> logits)
 ``focuser.policy.policy[_old].critic.0.``        ``policy.critic.``
-``classifier.gru.`` / ``classifier.fc.``         ``classifier.gru.`` / ``classifier.fc.``
+``classifier.gru.`` / ``classifier.fc.``         ``classifier.gru.`` / ``classifier.fc.`` (``consensus: gru``)
+``classifier.fc.`` (``LinearCLassifier``)        ``classifier.fc.`` of ``classifier="fc_probs"`` (``consensus: fc``)
 ``glancer.net.classifier.1.``, ``focuser.net.fc.`` dropped: stage-0 frame classifiers
 ===============================================  ==============================
 
 Exact equivalence holds for the official inference path (policy argmax, ``floor(a * (H - P))``
 crops, GRU classifier) when ``glance_size == input_size`` (the official default): the official code
-resizes glance inputs with nearest-neighbour interpolation, ours bilinearly.
+resizes glance inputs with nearest-neighbour interpolation, ours bilinearly. ``consensus: fc`` files
+(official ``LinearCLassifier``: dropout, one linear layer on ``[e_G, e_L]`` per frame, softmax, mean of
+the probabilities over the frames; ``log`` of that mean is the output its ``NLLLoss`` and accuracy
+use) become :class:`~adafocus.models.classifier.ProbabilityAverageClassifier`, whose step t is the
+log of the mean probability over frames 1..t (the official output for t = T). The official code
+trains such files in stage I only (``LinearCLassifier`` has no ``single_forward`` for stages II/III),
+so they hold no policy: convert them with ``allow_missing=["policy."]`` (``--allow-missing-policy``).
 """
 
 from __future__ import annotations
@@ -140,24 +147,24 @@ def official_config(
 ) -> dict[str, Any]:
     """:class:`AdaFocus` keyword arguments matching an official ``GFV`` state_dict.
 
-    Shapes give the classes, widths, backbones, grid and ``reuse_global``; ``patch_size`` is not in
-    the weights and must come from ``patch_size`` or the checkpoint's saved ``args``.
+    Shapes give the classes, widths, backbones, grid, the classifier (``consensus`` gru or fc) and
+    ``reuse_global``; ``patch_size`` is not in the weights and must come from ``patch_size`` or the
+    checkpoint's saved ``args``. ``dropout`` is ``args.dropout`` when the file has ``args``, else 0.5
+    (the official README runs use 0.8); it only matters when the converted model is fine-tuned.
     """
     argd = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
     patch_size = patch_size or argd.get("patch_size")
     if not patch_size:
         raise ValueError("patch_size is not stored in the official weights: pass it (--patch-size, e.g. 128)")
     input_size = int(argd.get("input_size", input_size))
-    if "classifier.gru.weight_ih_l0" not in sd:
-        if "classifier.fc.weight" in sd:
-            raise ValueError(
-                "official consensus='fc' checkpoints (LinearCLassifier: mean of per-frame softmax) are not "
-                "convertible exactly; adafocus' frame-average classifier averages logits"
-            )
+    gru = "classifier.gru.weight_ih_l0" in sd
+    if not gru and "classifier.fc.weight" not in sd:
         raise ValueError("official checkpoint has no classifier (classifier.gru.* / classifier.fc.*)")
     if any(k.startswith("focuser.net.base_model.") for k in sd):
-        raise ValueError("this looks like a Something-Something (TSM/TSN) checkpoint; only the ActivityNet/"
-                         "FCVID/Mini-Kinetics code's layout is supported")  # fmt: skip
+        raise ValueError(
+            "this is a Something-Something (TSM/TSN) checkpoint: convert it with "
+            "adafocus.interop.convert_official_tsm_checkpoint (`adafocus convert-official` does)"
+        )
     feats = [int(k.split(".")[3]) for k in sd if k.startswith("glancer.net.features.") and k.endswith(".0.weight")]
     if not feats or "focuser.net.conv1.weight" not in sd:
         raise ValueError("official checkpoint lacks glancer.net.features.* or focuser.net.* backbone weights")
@@ -171,14 +178,18 @@ def official_config(
         if key not in sd:
             raise ValueError(f"official checkpoint lacks {key} (renamed or missing?)")
     fc_w = sd["classifier.fc.weight"]
-    cls_in = sd["classifier.gru.weight_ih_l0"].shape[1]
+    # consensus='gru': the GRU takes [e_G, e_L] (or e_L); consensus='fc' (LinearCLassifier): fc itself does
+    cls_key = "classifier.gru.weight_ih_l0" if gru else "classifier.fc.weight"
+    cls_in = sd[cls_key].shape[1]
     if cls_in not in (d_g + d_l, d_l):
-        raise ValueError(f"classifier.gru.weight_ih_l0 takes {cls_in} inputs; expected {d_g + d_l} or {d_l}")
+        raise ValueError(f"{cls_key} takes {cls_in} inputs; expected {d_g + d_l} or {d_l}")
     cfg: dict[str, Any] = dict(
         num_classes=fc_w.shape[0], global_backbone="mobilenet_v2", local_backbone=_RESNETS[(kind, blocks)],
-        patch_size=int(patch_size), input_size=input_size, classifier="gru", classifier_hidden_dim=fc_w.shape[1],
+        patch_size=int(patch_size), input_size=input_size, classifier="gru" if gru else "fc_probs",
         reuse_global=cls_in == d_g + d_l, dropout=float(argd.get("dropout", 0.5)),
     )  # fmt: skip
+    if gru:
+        cfg["classifier_hidden_dim"] = fc_w.shape[1]
     pre = _policy_prefix(sd, "old")
     if pre is None:
         cfg["glance_size"] = int(glance_size or argd.get("glance_size", input_size))

@@ -20,6 +20,9 @@ official AdaFocusV2 code and go through :func:`~adafocus.interop.official_v2.map
 ``classifier.local_classifiers.i.1.``                              ``classifier.local_heads.i.1.``
 ================================================================  ==========================================
 
+Uni-AdaFocus-TSM files (``Uni-AdaFocus-TSM with Experiments on Sth-Sth V1&V2 and Jester``: TSN backbones,
+``*_CNN.base_model.*``) are refused: adafocus has no model for them (see :func:`official_uni_config`).
+
 Dropped (documented unused): ``global_CNN.classifier.*`` (MobileNet-V2's ImageNet head) and
 ``local_CNN.fc.*``: the official forward calls only ``get_featmap`` / ``get_featvec``. Every other key
 must be placed.
@@ -115,6 +118,11 @@ def official_uni_config(
     ``temperature`` (1) likewise, with those defaults. ``min_side``: the smallest window side (the
     official code hard-codes 96).
     """
+    if any(k.startswith(("global_CNN.base_model.", "local_CNN.base_model.")) for k in sd):
+        raise ValueError("this is an official Uni-AdaFocus-TSM (Sth-Sth/Jester, TSN backbones) checkpoint: adafocus "
+                         "has no model for it (it needs TSM backbones, one 4-d window per video from a 3-D conv "
+                         "over the stacked glance maps and TSN frame-average heads; UniAdaFocus is the "
+                         "ActivityNet/FCVID/Mini-Kinetics model)")  # fmt: skip
     argd = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
     patch_size = patch_size or argd.get("patch_size")
     if not patch_size:

@@ -20,6 +20,9 @@ Key mapping (official key prefix -> ours):
 ``classifier.classifiers.t.1.``                                ``classifier.heads.t.1.``
 =============================================================  ===========================================
 
+Sth-Sth / Jester files (``Experiments on Sth-Sth and Jester``: TSN backbones, ``*_CNN.base_model.*``)
+are :mod:`~adafocus.interop.official_v2_tsm`'s (an :class:`~adafocus.AdaFocusV2TSM`).
+
 Dropped (documented unused): ``global_CNN.classifier.*`` (MobileNet-V2's ImageNet head),
 ``global_CNN.fc.*`` (the ResNet glance's) and ``local_CNN.fc.*``: the official forward only calls
 ``get_featmap`` / ``get_featvec``, which never reach them. Every other key must be placed.
@@ -135,8 +138,9 @@ def official_v2_config(
     T >= 20 it must be given: see the module doc).
     """
     if any(k.startswith(("global_CNN.base_model.", "local_CNN.base_model.")) for k in sd):
-        raise ValueError("this looks like an official Sth-Sth/Jester (TSN/TSM) AdaFocusV2 checkpoint; only the "
-                         "ActivityNet/FCVID/Mini-Kinetics layout is supported")  # fmt: skip
+        raise ValueError("this is an official Sth-Sth/Jester (TSN/TSM) AdaFocusV2 checkpoint: convert it with "
+                         "adafocus.interop.official_v2_tsm.convert_official_v2_tsm_checkpoint (adafocus "
+                         "convert-official detects it)")  # fmt: skip
     argd = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
     patch_size = patch_size or argd.get("patch_size")
     if not patch_size:

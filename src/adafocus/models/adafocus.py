@@ -20,7 +20,7 @@ from torch import nn
 
 from .backbones import WeightsArg
 from .base import AdaFocusBase, check_positive
-from .classifier import FrameAverageClassifier, GRUClassifier
+from .classifier import FrameAverageClassifier, GRUClassifier, ProbabilityAverageClassifier
 from .policy import PolicyNetwork
 
 
@@ -32,7 +32,8 @@ class AdaFocus(AdaFocusBase):
 
     Args:
         policy_hidden_dim / policy_channels: width of pi's GRU and of its 1x1 convolution.
-        classifier: ``"gru"`` (paper) or ``"fc"`` (frame average).
+        classifier: ``"gru"`` (paper), ``"fc"`` (frame-averaged logits) or ``"fc_probs"`` (frame-averaged
+            softmax probabilities, the official V1 ``consensus='fc'``; its per-step "logits" are log-probabilities).
         classifier_hidden_dim: width of the GRU classifier.
         reuse_global: feed pooled e_G to f_C beside e_L (Table 4); ``False`` uses e_L only.
         dropout: dropout before the classifier's last linear layer.
@@ -58,7 +59,7 @@ class AdaFocus(AdaFocusBase):
         glance_size: int | None = None,
         policy_hidden_dim: int = 1024,
         policy_channels: int = 32,
-        classifier: Literal["gru", "fc"] = "gru",
+        classifier: Literal["gru", "fc", "fc_probs"] = "gru",
         classifier_hidden_dim: int = 1024,
         reuse_global: bool = True,
         dropout: float = 0.5,
@@ -72,8 +73,8 @@ class AdaFocus(AdaFocusBase):
                 f"policy_scope={policy_scope!r}: one patch per video is its own model now, "
                 "adafocus.AdaFocusTSM(global_frames=T, local_frames=T, global_backbone=..., local_backbone=...)"
             )
-        if classifier not in ("gru", "fc"):
-            raise ValueError(f"classifier must be 'gru' or 'fc', got {classifier!r}")
+        if classifier not in ("gru", "fc", "fc_probs"):
+            raise ValueError(f"classifier must be 'gru', 'fc' or 'fc_probs', got {classifier!r}")
         check_positive(policy_hidden_dim=policy_hidden_dim, policy_channels=policy_channels)
         super().__init__(num_classes, global_backbone=global_backbone, local_backbone=local_backbone,
                          global_weights=global_weights, local_weights=local_weights, patch_size=patch_size,
@@ -94,6 +95,9 @@ class AdaFocus(AdaFocusBase):
             self.classifier: nn.Module = GRUClassifier(
                 (d_g if reuse_global else 0) + d_l, num_classes, hidden_dim=classifier_hidden_dim, dropout=dropout
             )
+        elif classifier == "fc_probs":
+            self.classifier = ProbabilityAverageClassifier((d_g if reuse_global else 0) + d_l, num_classes,
+                                                           dropout=dropout)  # fmt: skip
         else:
             self.classifier = FrameAverageClassifier(d_g if reuse_global else None, d_l, num_classes, dropout=dropout)
 

@@ -124,3 +124,48 @@ class PoolingClassifier(nn.Module):
         z = torch.cummax(z, dim=1).values[:, -t:]
         logits = torch.stack([self.heads[seen + i](z[:, i]) for i in range(t)], dim=1)
         return logits, (z[:, -1], seen + t)
+
+
+class ProbabilityAverageClassifier(nn.Module):
+    """One linear layer over ``[e_G, e_L]`` per frame, softmax per frame, probabilities averaged over
+    frames (the official AdaFocus V1 ``consensus='fc'``, ``LinearCLassifier``).
+
+    Step t's output is ``log(mean_{s<=t} softmax(W x_s + b))``: log-probabilities, so their softmax is
+    the averaged probability itself and cross-entropy on them is the official ``NLLLoss`` on
+    ``log(avg)``. It is computed as a running log-sum-exp of per-frame log-softmax (no ``log(0)``);
+    the carried state is ``(log of the summed frame probabilities (B, K), frames seen)``.
+    """
+
+    def __init__(self, input_dim: int, num_classes: int, *, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(input_dim, num_classes)
+
+    def _frame_log_probs(self, global_feats: torch.Tensor | None, local_feats: torch.Tensor) -> torch.Tensor:
+        x = local_feats if global_feats is None else torch.cat([global_feats, local_feats], dim=-1)
+        return torch.log_softmax(self.fc(self.dropout(x)), dim=-1)
+
+    @staticmethod
+    def _steps(like: torch.Tensor, seen: int = 0) -> torch.Tensor:
+        steps = torch.arange(seen + 1, seen + like.shape[1] + 1, device=like.device, dtype=like.dtype)
+        return steps.view(1, -1, 1)
+
+    def forward(
+        self, global_feats: torch.Tensor | None, local_feats: torch.Tensor, state: Any = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, int]]:
+        log_sum = torch.logcumsumexp(self._frame_log_probs(global_feats, local_feats), dim=1)
+        prev, seen = state if state is not None else (None, 0)
+        if prev is not None:
+            log_sum = torch.logaddexp(log_sum, prev.unsqueeze(1))
+        steps = self._steps(log_sum, seen)
+        return log_sum - steps.log(), (log_sum[:, -1], seen + log_sum.shape[1])
+
+    def counterfactual(
+        self, global_feats: torch.Tensor | None, local_feats: torch.Tensor, alt_local_feats: torch.Tensor
+    ) -> torch.Tensor:
+        """Log-probabilities ``(B, T, K)`` where step t averages the real frames 1..t-1 with the alternative frame t."""
+        real = self._frame_log_probs(global_feats, local_feats)
+        alt = self._frame_log_probs(global_feats, alt_local_feats)
+        # log of the probability sums before step t: -inf (a zero sum) before the first frame
+        before = torch.cat([torch.full_like(real[:, :1], float("-inf")), torch.logcumsumexp(real, dim=1)[:, :-1]], 1)
+        return torch.logaddexp(before, alt) - self._steps(real).log()
