@@ -115,7 +115,8 @@ def test_one_location_per_video_is_adafocus_tsm_with_plain_backbones():
     from adafocus import AdaFocusTSM
 
     model = AdaFocusTSM(5, global_backbone="tiny_cnn", local_backbone="tiny_cnn", input_size=64, patch_size=32,
-                        grid_size=5, global_frames=4, local_frames=4, policy_hidden_dim=32).eval()  # fmt: skip
+                        grid_size=5, global_frames=4, local_frames=4, policy_hidden_dim=32,
+                        policy_type="categorical").eval()  # fmt: skip
     out = model(clip(b=3, t=4))
     assert out.actions.shape == (3, 1) and out.logits.shape == (3, 1, 5)
     assert torch.all(out.offsets == out.offsets[:, :1])

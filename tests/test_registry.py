@@ -42,6 +42,7 @@ def test_entries_carry_paper_metadata():
     assert {(e.dataset, e.patch_size) for e in v2} == {
         *(("ActivityNet-v1.3", p) for p in (96, 128, 160)), ("FCVID", 128), ("Mini-Kinetics", 128),
         *((f"Something-Something V{v}", p) for v in (1, 2) for p in (128, 144, 160, 176)),
+        ("Jester", 128), ("Jester", 176),
     }  # fmt: skip
     assert all(e.paper_gflops and e.paper_score and e.model_class.startswith("AdaFocusV2") for e in v2)
     with pytest.raises(ValueError, match="unknown model 'nope'"):

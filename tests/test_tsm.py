@@ -78,7 +78,10 @@ def test_adafocus_tsm_shapes_one_location_per_video():
     assert out.logits.shape == (2, 1, 5)
     assert out.global_features.shape == (2, 8, model.global_cnn.num_features)
     assert out.local_features.shape == (2, 12, model.local_cnn.num_features)
-    assert out.actions.shape == (2, 1) and out.feature_maps.shape[1] == 1
+    assert out.actions.shape == (2, 1, 2) and out.feature_maps.shape[1] == 1  # Gaussian pi: one (y, x)
+    torch.testing.assert_close(out.locations[:, :1], out.actions)  # eval: the mean, used as is
+    grid = tiny_tsm(global_frames=8, local_frames=12, policy_type="categorical").eval()(frames)
+    assert grid.actions.shape == (2, 1) and grid.feature_maps.shape[1] == 1
     assert seen["g"][0] == 16 and seen["l"].shape == (24, 3, 32, 32)  # one f_G call, one f_L call
     assert out.locations.shape == (2, 12, 2)
     assert torch.equal(out.offsets, out.offsets[:, :1].expand_as(out.offsets))  # one location per video
@@ -106,7 +109,8 @@ def test_adafocus_tsm_glance_frames_and_flops():
 def test_video_rollout_one_step():
     model = tiny_tsm(global_frames=2, local_frames=4).eval()
     ro = rollout(model, torch.randn(3, 4, 3, 64, 64), torch.tensor([0, 1, 2]), generator=torch.Generator())
-    assert ro.actions.shape == ro.rewards.shape == ro.log_probs.shape == (3, 1)
+    assert ro.actions.shape == (3, 1, 2) and ro.rewards.shape == ro.log_probs.shape == (3, 1)
+    assert 0 <= ro.actions.min() and ro.actions.max() <= 1  # sampled, clipped to the frame
     assert ro.logits.shape == (3, 1, 5) and ro.rewards.abs().max() <= 1
     lp, _, _ = model.policy.evaluate(ro.feature_maps, ro.actions)
     torch.testing.assert_close(lp, ro.log_probs)
@@ -131,7 +135,7 @@ def test_training_stages_train_adafocus_tsm(tmp_path):
     dm = ToyClipDataModule(num_classes=3, num_frames=4, size=64, num_train=4, num_val=2, batch_size=2)
     before = net(3).state_dict()
     init = None
-    expected = {FullFrameStage: {"global_cnn", "local_cnn"}, WarmupStage: {"local_cnn", "classifier"},
+    expected = {FullFrameStage: {"global_cnn", "local_cnn", "global_head"}, WarmupStage: {"local_cnn", "classifier"},
                 PolicyStage: {"policy"}, FinetuneStage: {"classifier"}}  # fmt: skip
     for stage_cls, parts in expected.items():
         torch.manual_seed(0)

@@ -138,6 +138,8 @@ def model_from_checkpoint(obj: Any, path: str | os.PathLike) -> nn.Module:
     if name is not None and name not in classes:
         raise CheckpointError(f"{path}: model class {name!r} is not registered here (known: {', '.join(classes)})")
     cls = classes[name] if name is not None else _class_for_config(config, path)
+    if hasattr(cls, "upgrade_config"):  # files of earlier versions describe the architecture they had
+        config = cls.upgrade_config(dict(config))
     try:
         model = cls(**config)
     except (TypeError, ValueError) as err:

@@ -12,6 +12,9 @@
 A video of any length is read like an evaluation sample of the data layer: T frames at the centres
 of T equal segments (TSN), shorter side resized to ``scale_size``, centre crop ``input_size``,
 ImageNet normalisation. The model runs in eval mode (the learned policy takes its argmax).
+``test_crops=3`` / ``test_clips=N`` (``--test-crops`` / ``--test-clips``) add the data layer's
+multi-view test protocol: the views' softmax scores are averaged, and the boxes, frame indices and
+frames reported are the first view's (clip 0, centre crop: the single-view input).
 """
 
 from __future__ import annotations
@@ -55,12 +58,18 @@ def read_clip(
     scale_size: int | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    test_crops: int = 1,
+    test_clips: int = 1,
 ) -> tuple[torch.Tensor, list[int], int]:
     """Decode ``num_frames`` TSN evaluation frames of a video file, transformed for the model.
 
     Returns ``(frames (T, 3, input_size, input_size) float, frame indices, frames in the video)``;
-    an unreadable file raises :class:`adafocus.data.DataError` naming it.
+    an unreadable file raises :class:`adafocus.data.DataError` naming it. With several views
+    (``test_crops`` 3 and / or ``test_clips`` > 1, as :class:`~adafocus.data.VideoDataModule`'s)
+    ``frames`` is ``(V, T, 3, input_size, input_size)``, clip-major, decoded once
+    (:func:`adafocus.data.dataset.read_views`), and the indices are clip 0's.
     """
+    from .data.dataset import read_views
     from .data.errors import DataError
     from .data.sampling import tsn_indices
     from .data.sources import VideoSource
@@ -68,17 +77,22 @@ def read_clip(
 
     path = os.fspath(path)
     scale_size = scale_size or int(round(input_size * 256 / 224))
+    transform = build_transform(train=False, input_size=input_size, scale_size=scale_size, mean=mean, std=std,
+                                crops=test_crops)  # fmt: skip
+    if isinstance(test_clips, bool) or not isinstance(test_clips, int) or test_clips < 1:
+        raise ValueError(f"test_clips must be an integer >= 1, got {test_clips!r}")
     try:
         clip = VideoSource().open(path)
         try:
+            total = clip.num_frames
+            if test_crops * test_clips > 1:
+                views, clips = read_views(clip, num_frames, test_clips, transform)
+                return views, clips[0], total
             indices = tsn_indices(clip.num_frames, num_frames, train=False)
             raw = clip.read(indices)
-            total = clip.num_frames
         finally:
             clip.close()
-        frames = apply_clip_transform(
-            build_transform(train=False, input_size=input_size, scale_size=scale_size, mean=mean, std=std), raw
-        )
+        frames = apply_clip_transform(transform, raw)
     except DataError:
         raise
     except (OSError, RuntimeError, ValueError) as e:  # anything else a broken file can provoke
@@ -98,6 +112,8 @@ def predict_video(
     seed: int = 0,
     return_frames: bool = False,
     exit_policy: Any = None,
+    test_crops: int = 1,
+    test_clips: int = 1,
 ) -> dict[str, Any]:
     """Classify one video file and report where the model looked.
 
@@ -117,6 +133,12 @@ def predict_video(
         exit_policy: an :class:`adafocus.early_exit.ExitPolicy`: stream the frames and stop at the exit
             (learned policy only); adds ``"exit"`` (frames used, GFLOPs spent) and leaves ``None``
             boxes for the frames never processed.
+        test_crops: 1 (centre crop) or 3 (centre, left, right along the longer side).
+        test_clips: clips per video, shifted within the TSN segments (2: TSM's twice sampling).
+            With ``V = test_crops * test_clips > 1`` the model runs on the V views as one batch and
+            ``topk`` scores are the views' mean softmax; ``frame_indices``, ``boxes``, ``keep`` and
+            ``frames`` are the first view's (clip 0, centre crop), and ``views`` gives ``{"crops",
+            "clips"}``.
 
     Returns a JSON-ready dict: ``path``, ``num_frames`` (T), ``video_frames`` (frames in the file),
     ``frame_indices``, ``policy``, ``input_size``, ``patch_size``, ``topk`` (``[{class, name,
@@ -129,10 +151,18 @@ def predict_video(
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if not isinstance(model, AdaFocusBase):
         raise ValueError(f"predict_video needs a model that picks patches; {type(model).__name__} has none")
+    if isinstance(test_crops, bool) or test_crops not in (1, 3):
+        raise ValueError(f"test_crops must be 1 or 3, got {test_crops!r}")
+    if isinstance(test_clips, bool) or not isinstance(test_clips, int) or test_clips < 1:
+        raise ValueError(f"test_clips must be an integer >= 1, got {test_clips!r}")
+    views = test_crops * test_clips
+    if views > 1 and exit_policy is not None:
+        raise ValueError("early exit streams one clip; it cannot be combined with test_crops / test_clips")
     pre = clip_preprocess(model)
     t = int(num_frames or pre.num_frames)
     frames, indices, total = read_clip(path, num_frames=t, input_size=pre.input_size,
-                                       scale_size=scale_size or pre.scale_size, mean=pre.mean, std=pre.std)  # fmt: skip
+                                       scale_size=scale_size or pre.scale_size, mean=pre.mean, std=pre.std,
+                                       test_crops=test_crops, test_clips=test_clips)  # fmt: skip
     if class_names is None:
         class_names = getattr(model, "class_names", None)
     param = first_parameter(model)
@@ -146,12 +176,15 @@ def predict_video(
                 out, exited = _stream_to_exit(model, frames.to(device), exit_policy, policy)
             else:
                 gen = torch.Generator(device=device).manual_seed(seed)
-                out = model(frames.unsqueeze(0).to(device), policy=policy, sample=False, generator=gen,
+                # several views: one batch of V clips, row 0 the first view (whose boxes are reported)
+                batch = frames if views > 1 else frames.unsqueeze(0)
+                out = model(batch.to(device), policy=policy, sample=False, generator=gen,
                             policy_stats=False)  # fmt: skip
     finally:
         for m, was in modes.items():
             m.training = was
-    probs = torch.softmax(out.prediction[0].float(), dim=-1).cpu()
+    # the views' mean softmax score, as in the data module's multi-view evaluation
+    probs = torch.softmax(out.prediction.float(), dim=-1).mean(0).cpu()
     scores, classes = probs.topk(min(topk, probs.numel()))
     p = int(model.patch_size)
     result: dict[str, Any] = {
@@ -173,6 +206,8 @@ def predict_video(
         result["focus_frames"] = [int(i) for i in out.frame_indices[0].tolist()]
         result["boxes"] = [[int(y), int(x), int(round(h)), int(round(w))]
                            for (y, x), (h, w) in zip(corners.tolist(), sides.tolist())]  # fmt: skip
+    if views > 1:
+        result["views"] = {"crops": test_crops, "clips": test_clips}
     if exited is not None:
         result["exit"] = exited
     if out.keep is not None:
@@ -180,7 +215,7 @@ def predict_video(
     if return_frames:
         from .viz import denormalise
 
-        result["frames"] = denormalise(frames, pre.mean, pre.std)
+        result["frames"] = denormalise(frames[0] if views > 1 else frames, pre.mean, pre.std)
     return result
 
 
@@ -256,6 +291,9 @@ def _describe(r: dict[str, Any]) -> str:
         f"{r['path']}  (T={r['num_frames']} of {r['video_frames']} frames, input {size}, "
         f"patch {r['patch_size']}, policy {r['policy']})"
     ]
+    if r.get("views"):
+        v = r["views"]
+        lines.append(f"  views:   {v['crops']} crops x {v['clips']} clips, mean softmax; patches of the first view")
     if r.get("label") is not None:
         name = f" ({r['label_name']})" if r.get("label_name") else ""
         lines.append(f"  label:   class {r['label']}{name}")
@@ -403,6 +441,13 @@ def _load_for_predict(args: argparse.Namespace) -> tuple[AdaFocusBase, list[str]
         raise _Refused(f"--topk must be >= 1, got {args.topk}")
     if args.num_frames is not None and args.num_frames < 1:
         raise _Refused(f"--num-frames must be >= 1, got {args.num_frames}")
+    crops, clips = getattr(args, "test_crops", 1), getattr(args, "test_clips", 1)
+    if crops not in (1, 3):
+        raise _Refused(f"--test-crops must be 1 or 3, got {crops}")
+    if clips < 1:
+        raise _Refused(f"--test-clips must be >= 1, got {clips}")
+    if crops * clips > 1 and getattr(args, "budget", None) is not None:
+        raise _Refused("--budget (early exit) streams one clip; drop --test-crops / --test-clips")
     names = None
     if args.labels:
         try:
@@ -434,7 +479,9 @@ def _predict_item(model: AdaFocusBase, item: _Item, names: list[str] | None, arg
         r = predict_video(model, item.path, num_frames=args.num_frames, topk=args.topk, policy=args.policy,
                           scale_size=args.scale_size, class_names=names, seed=args.seed,
                           return_frames=bool(args.visualize),
-                          exit_policy=getattr(args, "exit_policy", None))  # fmt: skip
+                          exit_policy=getattr(args, "exit_policy", None),
+                          test_crops=getattr(args, "test_crops", 1),
+                          test_clips=getattr(args, "test_clips", 1))  # fmt: skip
     except DataError as e:
         return {"path": item.path, "error": str(e.located(list_file=item.list_file, line=item.line)
                                                 if item.list_file else e)}  # fmt: skip

@@ -111,7 +111,8 @@ _PATCH = "--model.init_args.net.init_args.patch_size={}"
 _GFLOPS = {(200, 96): 17.180, (200, 128): 26.522, (200, 160): 38.533, (200, 192): 53.213, (239, 128): 26.522,
            (174, 144): 23.534, (174, 160): 27.467, (174, 176): 33.717}  # fmt: skip
 _V2_GFLOPS = {(200, 96): 17.604, (200, 128): 26.946, (200, 160): 38.957, (239, 128): 26.949, (174, 128): 18.453,
-              (174, 144): 23.529, (174, 160): 27.461, (174, 176): 33.711}  # fmt: skip
+              (174, 144): 23.529, (174, 160): 27.461, (174, 176): 33.711, (27, 128): 18.448,
+              (27, 176): 33.706}  # fmt: skip
 _V2_REF = "AdaFocusV2 (CVPR 2022), official README"
 _UNI_GFLOPS = {200: 27.229, 239: 27.237}
 
@@ -242,9 +243,10 @@ def _v2_entries() -> list[ModelEntry]:
                     notes="one end-to-end stage (EndToEndStage); every step predicts (early exit)",
                 )
             )
-    for tag, ds, scores in (
-        ("sthsth", "Something-Something V1", {128: 47.0, 144: 48.2, 160: 48.6, 176: 49.6}),
-        ("sthsth_v2", "Something-Something V2", {128: 59.6, 144: 60.5, 160: 60.8, 176: 61.3}),
+    for tag, ds, k, scores in (
+        ("sthsth", "Something-Something V1", 174, {128: 47.0, 144: 48.2, 160: 48.6, 176: 49.6}),
+        ("sthsth_v2", "Something-Something V2", 174, {128: 59.6, 144: 60.5, 160: 60.8, 176: 61.3}),
+        ("jester", "Jester", 27, {128: 96.6, 176: 96.9}),
     ):
         for p, score in scores.items():
             e.append(
@@ -253,7 +255,7 @@ def _v2_entries() -> list[ModelEntry]:
                     method="adafocus_v2",
                     model_class="AdaFocusV2TSM",
                     model_kwargs=dict(
-                        num_classes=174,
+                        num_classes=k,
                         patch_size=p,
                         global_frames=8,
                         local_frames=12,
@@ -266,10 +268,10 @@ def _v2_entries() -> list[ModelEntry]:
                     paper_score=score,
                     paper_gflops={128: 18.5, 144: 23.5, 160: 27.5, 176: 33.7}[p],
                     paper_ref=_V2_REF,
-                    gflops=_V2_GFLOPS[(174, p)],
+                    gflops=_V2_GFLOPS[(k, p)],
                     config=f"adafocus:{tag}/adafocus_v2_tsm.yaml",
                     config_args=() if p == 128 else (_PATCH.format(p),),
-                    baseline=f"tsm_plus.{tag}",
+                    baseline=f"tsm_plus.{tag}" if k == 174 else None,
                 )
             )
     return e
@@ -465,8 +467,8 @@ def create_model(
         name: an entry of :func:`list_models` (``arch.tag``, or ``arch`` for its first tag).
         pretrained_path: weights to load: a model file (:func:`adafocus.save_model`), a state_dict
             (file or dict), or an official AdaFocus checkpoint (converted here). Never downloaded.
-        num_classes: another number of classes; the loaded weights then fill everything but f_C's
-            last layer, which stays at its initialisation.
+        num_classes: another number of classes; the loaded weights then fill everything but the
+            class layers (f_C's last layer, AdaFocus-TSM's f_G head), which stay at their initialisation.
         weights: earlier name of ``pretrained_path``.
         overrides: further constructor arguments (``glance_size=...``).
     """
@@ -482,7 +484,8 @@ def create_model(
     sd, source = _read_weights(pretrained_path, entry)
     own = model.state_dict()
     new_head = num_classes is not None and num_classes != entry.num_classes
-    head = [k for k in own if new_head and k in sd and sd[k].shape != own[k].shape and k.startswith("classifier.")]
+    class_layers = ("classifier.", "global_head.")
+    head = [k for k in own if new_head and k in sd and sd[k].shape != own[k].shape and k.startswith(class_layers)]
     sd = {k: v for k, v in sd.items() if k not in head}
     mismatch = weights_mismatch(own, sd, ignore=head, examples=6)
     if mismatch:

@@ -30,20 +30,31 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ..data.check import check_list
+    from ..data.check import check_list, read_durations
+    from ..errors import UsageError
 
+    # one durations file for every list: read once (a bad file is one line naming it)
+    durations = read_durations(args.durations) if args.durations else None
     status = 0
     for lst in args.lists:
-        report = check_list(
-            lst,
-            root=args.root,
-            source=args.source,
-            frame_template=args.frame_template,
-            delimiter=args.delimiter,
-            num_classes=args.num_classes,
-            num_frames=args.num_frames,
-            decode=not args.no_decode,
-        )
+        try:
+            report = check_list(
+                lst,
+                root=args.root,
+                source=args.source,
+                frame_template=args.frame_template,
+                delimiter=args.delimiter,
+                num_classes=args.num_classes,
+                num_frames=args.num_frames,
+                decode=not args.no_decode,
+                count_tolerance=args.count_tolerance,
+                expected_fps=args.expected_fps,
+                fps_tolerance=args.fps_tolerance,
+                durations=durations,
+            )
+        except ValueError as err:  # a bad --count-tolerance / --expected-fps / --fps-tolerance value
+            name, _, rest = str(err).partition("=")  # "count_tolerance='x': ..." -> "--count-tolerance='x': ..."
+            raise UsageError(f"check --{name.replace('_', '-')}={rest}") from None
         for line in report.lines():
             print(line, file=sys.stdout if line.startswith(lst) else sys.stderr)
         status |= 0 if report.ok else 1
@@ -54,13 +65,20 @@ def _convert(args: argparse.Namespace) -> int:
     from ..data import convert as cv
 
     classes = None
-    if args.classes and args.format in ("kinetics", "activitynet"):
+    if args.classes and args.format in ("kinetics", "kinetics400", "activitynet"):
         try:
             classes = cv._read_classes(args.classes)
         except FileNotFoundError:
             classes = None  # first conversion (train): write the class list there
     if args.format == "kinetics":
         conv = cv.convert_kinetics(args.input, classes=classes, **_tmpl(args))
+    elif args.format == "kinetics400":
+        conv = cv.convert_kinetics400(args.input, classes=classes, **_tmpl(args))
+    elif args.format == "jester":
+        if not args.labels:
+            print("adafocus data convert jester: --labels (jester-v1-labels.csv) is required", file=sys.stderr)
+            return 2
+        conv = cv.convert_jester(args.input, args.labels, sort_classes=args.label_order == "sorted", **_tmpl(args))
     elif args.format in ("ssv1", "ssv2"):
         if not args.labels:
             print(
@@ -126,19 +144,48 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=int, default=None, help="labels must lie in [0, K)")
     p.add_argument("--num-frames", type=int, default=16, help="T: warn about shorter videos")
     p.add_argument("--no-decode", action="store_true", help="only open the media, do not decode frames")
+    p.add_argument(
+        "--count-tolerance",
+        default="0",
+        help="how far a listed num_frames may be from the frames found: frames (2) or percent (5%%); default 0",
+    )
+    p.add_argument(
+        "--expected-fps",
+        default=None,
+        help="the set's frame rate: flag videos (frame folders: with --durations) far from it; 'auto': the "
+        "median of the checked samples; default: no rate check",
+    )
+    p.add_argument(
+        "--fps-tolerance", type=float, default=0.25, help="relative: flag r when max(r/F, F/r) > 1 + this (0.25)"
+    )
+    p.add_argument(
+        "--durations",
+        default=None,
+        help="seconds per video for frame folders: ActivityNet JSON, {name: s} JSON or 'name seconds' lines",
+    )
     p.set_defaults(func=_check)
 
     p = sub.add_parser("convert", help="official annotation files -> TSN list (path num_frames label...)")
-    p.add_argument("format", choices=["kinetics", "ssv1", "ssv2", "activitynet"])
-    p.add_argument("input", help="Kinetics CSV, SSv1 CSV, SSv2 JSON or ActivityNet JSON")
+    p.add_argument("format", choices=["kinetics", "kinetics400", "ssv1", "ssv2", "jester", "activitynet"])
+    p.add_argument("input", help="Kinetics CSV, SSv1 / Jester CSV, SSv2 JSON or ActivityNet JSON")
     p.add_argument("output", help="list file to write")
-    p.add_argument("--labels", help="SSv1 labels CSV / SSv2 labels JSON")
+    p.add_argument("--labels", help="SSv1 / Jester labels CSV, SSv2 labels JSON")
+    p.add_argument(
+        "--label-order",
+        choices=["sorted", "file"],
+        default="sorted",
+        help="Jester class index: place among the sorted names (TSM's lists, default) or in the labels file",
+    )
     p.add_argument(
         "--classes", help="class names, one per line: read if it exists (Kinetics/ActivityNet), else written"
     )
     p.add_argument("--subset", default="training", help="ActivityNet subset (training, validation)")
     p.add_argument("--max-labels", type=int, default=3, help="ActivityNet labels per video (-1 padded)")
-    p.add_argument("--template", help="media path per row, e.g. '{youtube_id}.mp4', '{id}', 'v_{id}'")
+    p.add_argument(
+        "--template",
+        help="media path per row, e.g. '{youtube_id}.mp4', '{id}', 'v_{id}' (kinetics400 default: "
+        "'{youtube_id}_{time_start:06d}_{time_end:06d}.mp4', the CVDF downloads' names)",
+    )
     p.add_argument("--delimiter", default=None, help="output field separator (default ',' for ActivityNet, else ' ')")
     _media_args(p, root_help="count frames of the media under ROOT (missing ones are dropped)")
     p.set_defaults(func=_convert)

@@ -62,6 +62,20 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="shorter side before the centre crop (default: the training data's, else input*256/224)",
     )
+    p.add_argument(
+        "--test-crops",
+        type=int,
+        choices=(1, 3),
+        default=1,
+        help="crops per clip: 1 (centre) or 3 (centre, left, right along the longer side, TSM's --test_crops 3)",
+    )
+    p.add_argument(
+        "--test-clips",
+        type=int,
+        default=1,
+        help="clips per video, shifted within the TSN segments (2: TSM's twice sampling); the crops x clips "
+        "views' softmax scores are averaged, boxes are the first view's (clip 0, centre crop)",
+    )
     p.add_argument("--policy", choices=POLICIES, default="learned", help="patch policy (fixed ones for comparison)")
     p.add_argument("--labels", help="class names, one per line (line i = class i; default: the model file's)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per input, instead of text")

@@ -8,6 +8,13 @@
 * Something-Something V2: ``something-something-v2-labels.json`` (``{"class": "index"}``) and
   ``...-train.json`` / ``...-validation.json`` (``[{"id", "template", ...}]``; the class is the
   template without brackets).
+* Kinetics-400 (``convert_kinetics400``): the same CSV; media named
+  ``{youtube_id}_{time_start:06d}_{time_end:06d}.mp4`` in one folder per split (the CVDF
+  downloads' naming; ``template`` for class folders ``{label_}/...``); a class count other than
+  400 is reported.
+* Jester: ``jester-v1-labels.csv`` (one class per line) and ``jester-v1-train.csv`` /
+  ``...-validation.csv`` rows ``id;label`` (frame folders named by id); the class index is the
+  name's place in the sorted names, as in TSM's lists that the official checkpoints used.
 * ActivityNet v1.3 JSON (``{"database": {id: {"subset", "annotations": [{"label"}]}}}``): up to
   ``max_labels`` distinct labels per video, padded with -1 (as AR-Net's lists), classes sorted.
 
@@ -78,9 +85,27 @@ def convert_kinetics(
     return conv
 
 
-def convert_ssv1(csv_path: str, labels_csv: str, *, template: str = "{id}") -> Conversion:
-    """Something-Something V1 rows ``id;label`` (videos are frame folders named by id)."""
-    conv = Conversion(classes=_read_classes(labels_csv))
+K400_TEMPLATE = "{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
+
+
+def convert_kinetics400(
+    csv_path: str, *, classes: list[str] | None = None, template: str = K400_TEMPLATE
+) -> Conversion:
+    """Kinetics-400 CSV rows (``label,youtube_id,time_start,time_end,split[,is_cc]``), media named as
+    the CVDF downloads name them (``K400_TEMPLATE``, one folder per split: give it as ``root``);
+    ``template`` takes the fields of :func:`convert_kinetics` (``{label_}/...`` for class folders).
+    Classes are the sorted names (the order of TSM's ``kinetics_label_map.txt``) unless given."""
+    conv = convert_kinetics(csv_path, classes=classes, template=template)
+    if len(conv.classes) != 400:
+        conv.problems.append(
+            f"{csv_path}: {len(conv.classes)} classes, Kinetics-400 has 400 (a partial CSV, or Kinetics-600/700?)"
+        )
+    return conv
+
+
+def _id_label_csv(csv_path: str, classes: list[str], template: str) -> Conversion:
+    """Rows ``id;label`` (Something-Something V1, Jester) with class index = place in ``classes``."""
+    conv = Conversion(classes=classes)
     index = {c: i for i, c in enumerate(conv.classes)}
     with open(csv_path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
@@ -92,6 +117,21 @@ def convert_ssv1(csv_path: str, labels_csv: str, *, template: str = "{id}") -> C
                 continue
             conv.rows.append((template.format(id=vid), [index[label]], n))
     return conv
+
+
+def convert_ssv1(csv_path: str, labels_csv: str, *, template: str = "{id}") -> Conversion:
+    """Something-Something V1 rows ``id;label`` (videos are frame folders named by id)."""
+    return _id_label_csv(csv_path, _read_classes(labels_csv), template)
+
+
+def convert_jester(csv_path: str, labels_csv: str, *, template: str = "{id}", sort_classes: bool = True) -> Conversion:
+    """Jester ``jester-v1-{train,validation}.csv`` rows ``id;label`` with ``jester-v1-labels.csv``;
+    videos are frame folders named by id (frames ``{:05d}.jpg``). The class index is the name's place
+    in the sorted labels (TSM's list generator sorts them; the official Jester checkpoints were
+    trained on its lists); ``sort_classes=False`` keeps the labels file's order. Rows without a
+    label (the test CSV holds ids only) are dropped into ``problems``."""
+    names = _read_classes(labels_csv)
+    return _id_label_csv(csv_path, sorted(names) if sort_classes else names, template)
 
 
 def convert_ssv2(json_path: str, labels_json: str, *, template: str = "{id}.webm") -> Conversion:

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .dataset import OnError, VideoDataset, collect_skips
+from .sampling import SHORT_VIDEOS, ShortVideos
 from .transforms import DEFAULT_SCALES, build_transform
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,9 @@ class VideoDataModule(pl.LightningDataModule):
 
     Batches are dicts: ``frames`` float32 ``(B, T, 3, H, W)`` ImageNet-normalised, ``label`` long
     ``(B,)`` (the first label), ``index`` long ``(B,)``, plus ``target`` float ``(B, K)`` multi-hot
-    when ``multi_label``.
+    when ``multi_label``. With several evaluation views (``test_crops * test_clips = V > 1``)
+    validation/test/predict ``frames`` are ``(B, V, T, 3, H, W)``, clip-major (view ``j * test_crops
+    + c``: clip ``j``, crop ``c``; view 0 is the single-view clip); training batches never change.
 
     Args:
         train_list: annotation list for training.
@@ -50,7 +53,8 @@ class VideoDataModule(pl.LightningDataModule):
         delimiter: field separator of the lists ("," ActivityNet/FCVID, ";" Kinetics in AR-Net).
         num_frames: T, frames per clip (TSN segments).
         input_size: side of the square crop fed to the model.
-        scale_size: evaluation resizes the shorter side to this before the centre crop.
+        scale_size: evaluation resizes the shorter side to this before the crop(s); ``scale_size =
+            input_size`` is full-resolution testing (TSM's ``--full_res``: the crops span the shorter side).
         scales: training random-scaling factors of the shorter side (TSN multi-scale crop).
         multi_label: also return multi-hot targets (ActivityNet, FCVID).
         flip: random horizontal flip in training (set False for Something-Something).
@@ -62,6 +66,21 @@ class VideoDataModule(pl.LightningDataModule):
         on_error: "skip" replaces bad samples by the next good one (logged, counted, listed in
             skipped_samples.tsv in the run directory at the end); "raise" stops at the first one.
         max_retries: consecutive bad samples tolerated in skip mode before failing.
+        test_crops: evaluation crops per clip: 1 (centre) or 3 (centre, left, right along the longer
+            side: TSM's ``--test_crops 3``); validation, test and predict only.
+        test_clips: evaluation clips per video (TSM's ``--twice_sample`` for 2, MMAction2's
+            ``num_clips``), shifted within the TSN segments (:func:`~adafocus.data.sampling.tsn_test_indices`);
+            validation, test and predict only. Each view is one forward pass: evaluation costs
+            ``test_crops * test_clips`` times as much (lower ``eval_batch_size`` to bound memory).
+        short_videos: frames of videos shorter than num_frames: "spread" (default) repeats them evenly,
+            "last" repeats the last one (official ActivityNet / FCVID / Mini-Kinetics code, set in those
+            paper configs), "first" takes frame 0 T times (official Something-Something code); see
+            :func:`~adafocus.data.sampling.tsn_indices` and docs/differences.md.
+        glance_frames: also give f_G its own frames, sampled apart from the clip's (batches get
+            ``glance_frames`` ``(B, T_G, 3, H, W)``; the stages pass them to the model's ``glance_input``),
+            as the official Something-Something loader does for AdaFocus-TSM (8 glance + 12 clip frames).
+            ``None``: f_G takes its frames from the clip. With several test views each view has its own
+            (``(B, V, T_G, 3, H, W)``), sampled and cropped as its clip.
     """
 
     def __init__(
@@ -88,6 +107,10 @@ class VideoDataModule(pl.LightningDataModule):
         decoder_threads: int = 1,
         on_error: OnError = "skip",
         max_retries: int = 10,
+        test_crops: int = 1,
+        test_clips: int = 1,
+        short_videos: ShortVideos = "spread",
+        glance_frames: int | None = None,
     ) -> None:
         super().__init__()
         if num_classes <= 0:
@@ -98,6 +121,12 @@ class VideoDataModule(pl.LightningDataModule):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if scale_size < input_size:
             raise ValueError(f"scale_size={scale_size} must be >= input_size={input_size} (centre crop)")
+        if isinstance(test_crops, bool) or test_crops not in (1, 3):
+            raise ValueError(f"test_crops must be 1 or 3, got {test_crops!r}")
+        if isinstance(test_clips, bool) or not isinstance(test_clips, int) or test_clips < 1:
+            raise ValueError(f"test_clips must be an integer >= 1, got {test_clips!r}")
+        if short_videos not in SHORT_VIDEOS:
+            raise ValueError(f"short_videos must be one of {SHORT_VIDEOS}, got {short_videos!r}")
         self.save_hyperparameters()
         self.num_classes = num_classes
         self.datasets: dict[str, VideoDataset] = {}
@@ -109,7 +138,12 @@ class VideoDataModule(pl.LightningDataModule):
             # created only when something is skipped; decided here so that forked workers share it
             self._skip_dir = os.path.join(tempfile.gettempdir(), f"adafocus-skips-{uuid.uuid4().hex}")
         transform = build_transform(
-            train=train, input_size=h.input_size, scale_size=h.scale_size, flip=h.flip, scales=h.scales
+            train=train,
+            input_size=h.input_size,
+            scale_size=h.scale_size,
+            flip=h.flip,
+            scales=h.scales,
+            crops=1 if train else h.test_crops,
         )
         return VideoDataset(
             list_file,
@@ -126,6 +160,9 @@ class VideoDataModule(pl.LightningDataModule):
             skip_log_dir=self._skip_dir,
             decoder_threads=h.decoder_threads,
             max_retries=h.max_retries,
+            num_clips=1 if train else h.test_clips,
+            short_videos=h.short_videos,
+            glance_frames=h.glance_frames,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -13,12 +13,54 @@ from torch.utils.data import Dataset
 
 from .annotations import Sample, read_list, resolve
 from .errors import DataError
-from .sampling import tsn_indices
-from .sources import Source, make_source
+from .sampling import SHORT_VIDEOS, ShortVideos, tsn_indices, tsn_test_indices
+from .sources import Clip, Source, make_source
 from .transforms import apply_clip_transform
 
 log = logging.getLogger(__name__)
 OnError = Literal["raise", "skip"]
+
+
+def read_views(
+    clip: Clip,
+    num_segments: int,
+    num_clips: int,
+    transform: Callable | None,
+    *,
+    short_videos: ShortVideos = "spread",
+    glance_segments: int | None = None,
+) -> tuple[torch.Tensor, list[list[int]]] | tuple[torch.Tensor, list[list[int]], torch.Tensor]:
+    """The evaluation views of one opened video: ``num_clips`` clips (:func:`tsn_test_indices`) x the
+    crops ``transform`` makes, as ``(V, T, 3, H, W)`` with ``V = num_clips * crops``, clip-major (view
+    ``j * crops + c`` is clip ``j``, crop ``c``; view 0 is the single-view evaluation clip); also the
+    clips' frame indices.
+
+    The union of the clips' frames is decoded once and transformed once (the evaluation transforms
+    work frame by frame and crop at fixed places), then gathered per clip: V views cost one decode.
+    ``transform`` returns ``(T, ...)`` for one crop or ``(C, T, ...)`` for C crops (``None``: raw uint8).
+    ``short_videos``: see :func:`~adafocus.data.sampling.tsn_indices`. With ``glance_segments`` (f_G's
+    own frames, sampled apart) a third value holds each view's glance frames ``(V, T_G, 3, H, W)``:
+    clip j of their own sampling, cropped as the view's clip.
+    """
+    clips = tsn_test_indices(clip.num_frames, num_segments, num_clips, short_videos=short_videos)
+    glances = [] if glance_segments is None else tsn_test_indices(
+        clip.num_frames, glance_segments, num_clips, short_videos=short_videos
+    )  # fmt: skip
+    union = sorted({i for c in clips + glances for i in c})
+    frames = clip.read(union)
+    if transform is not None:
+        frames = apply_clip_transform(transform, frames)
+    where = {i: p for p, i in enumerate(union)}
+
+    def views(sets: list[list[int]]) -> torch.Tensor:
+        gather = torch.tensor([[where[i] for i in c] for c in sets])  # (N, T) positions in the union
+        if frames.dim() == 4:  # one crop: (U, 3, H, W) -> (N, T, 3, H, W)
+            return frames[gather]
+        return frames[:, gather].transpose(0, 1).flatten(0, 1)  # (C, U, ...) -> (N * C, T, ...)
+
+    if glance_segments is None:
+        return views(clips), clips
+    return views(clips), clips, views(glances)
 
 
 class VideoDataset(Dataset):
@@ -33,7 +75,10 @@ class VideoDataset(Dataset):
         num_frames: T, frames sampled per clip (TSN segments).
         train: random frame per segment (else the segment centre).
         transform: clip transform on uint8 ``(T, 3, H, W)`` (see :mod:`.transforms`); ``None``
-            returns the raw uint8 frames.
+            returns the raw uint8 frames. An evaluation transform may return several crops
+            ``(C, T, 3, H, W)`` (``build_transform(crops=3)``): ``frames`` is then ``(V, T, 3, H, W)``.
+        num_clips: evaluation clips per video (multi-clip testing, :func:`read_views`); with several
+            clips or crops ``frames`` is ``(V, T, 3, H, W)``, ``V = num_clips * crops``, clip-major.
         num_classes: K; labels outside ``[0, K)`` are list errors. Required for ``multi_label``.
         multi_label: add ``"target"``, a float multi-hot ``(K,)`` of all the line's labels.
         on_error: ``"raise"`` stops at the first bad line or video with a :class:`DataError`
@@ -43,6 +88,13 @@ class VideoDataset(Dataset):
             skips in DataLoader workers reach the main process; see :func:`collect_skips`.
         decoder_threads: FFmpeg threads per clip (1: DataLoader workers are the parallelism).
         max_retries: consecutive bad samples tolerated before giving up even in skip mode.
+        short_videos: frames of a video shorter than T (:func:`~adafocus.data.sampling.tsn_indices`):
+            ``"spread"`` evenly repeated, ``"last"`` last one repeated (official ActivityNet / FCVID /
+            Mini-Kinetics code), ``"first"`` frame 0 T times (official Something-Something code).
+        glance_frames: also return ``"glance_frames"``, f_G's own ``(T_G, 3, H, W)`` frames sampled
+            apart from ``frames`` (TSN segments of their own, as the official Something-Something
+            loader does for AdaFocus-TSM's 8 + 12 frames), with the same spatial transform draw; with
+            several views, ``(V, T_G, 3, H, W)``, view v's glance frames cropped as its clip.
 
     ``"index"`` is the index of the sample actually returned (the replacement's, after a skip).
     """
@@ -64,7 +116,17 @@ class VideoDataset(Dataset):
         skip_log_dir: str | None = None,
         decoder_threads: int = 1,
         max_retries: int = 10,
+        num_clips: int = 1,
+        short_videos: ShortVideos = "spread",
+        glance_frames: int | None = None,
     ) -> None:
+        if glance_frames is not None and (isinstance(glance_frames, bool) or not isinstance(glance_frames, int)
+                                          or glance_frames < 1):  # fmt: skip
+            raise ValueError(f"glance_frames must be a positive integer or None, got {glance_frames!r}")
+        if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
+            raise ValueError(f"num_clips must be an integer >= 1, got {num_clips!r}")
+        if train and num_clips != 1:
+            raise ValueError(f"num_clips={num_clips} is an evaluation protocol; training samples one clip")
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if multi_label and num_classes is None:
@@ -74,6 +136,10 @@ class VideoDataset(Dataset):
         self.list_file, self.root, self.num_frames, self.train = list_file, root, num_frames, train
         self.transform, self.num_classes, self.multi_label = transform, num_classes, multi_label
         self.on_error, self.skip_log_dir, self.max_retries = on_error, skip_log_dir, max_retries
+        self.num_clips, self.glance_frames = num_clips, glance_frames
+        if short_videos not in SHORT_VIDEOS:
+            raise ValueError(f"short_videos must be one of {SHORT_VIDEOS}, got {short_videos!r}")
+        self.short_videos = short_videos
         self.source = (
             make_source(source, frame_template=frame_template, threads=decoder_threads)
             if isinstance(source, str)
@@ -97,10 +163,18 @@ class VideoDataset(Dataset):
         try:
             clip = self.source.open(path, s.num_frames)
             try:
-                frames = clip.read(tsn_indices(clip.num_frames, self.num_frames, train=self.train))
+                glance = glance_views = None
+                if self.num_clips > 1 or (self.glance_frames is not None and not self.train):
+                    got = read_views(clip, self.num_frames, self.num_clips, self.transform,
+                                     short_videos=self.short_videos, glance_segments=self.glance_frames)  # fmt: skip
+                    frames, glance_views = got[0], (got[2] if self.glance_frames is not None else None)
+                    if glance_views is not None and len(frames) == 1:  # one view: the plain sample's shapes
+                        frames, glance_views = frames[0], glance_views[0]
+                else:
+                    frames, glance = self._read_clip(clip)
             finally:
                 clip.close()
-            if self.transform is not None:
+            if self.transform is not None and self.num_clips == 1 and glance_views is None:
                 frames = apply_clip_transform(self.transform, frames)
         except DataError as e:
             raise e.located(list_file=self.list_file, line=s.line) from None
@@ -111,11 +185,28 @@ class VideoDataset(Dataset):
             "label": torch.tensor(s.label, dtype=torch.long),
             "index": torch.tensor(index, dtype=torch.long),
         }
+        if glance_views is not None:
+            item["glance_frames"] = glance_views
+        elif self.glance_frames is not None:  # frames holds the T clip frames, then f_G's: split them
+            item["frames"], item["glance_frames"] = frames[: self.num_frames], frames[self.num_frames :][glance]
         if self.multi_label:
             target = torch.zeros(self.num_classes, dtype=torch.float32)
             target[list(s.labels)] = 1.0
             item["target"] = target
         return item
+
+    def _read_clip(self, clip: Clip) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The clip's T frames (``(T, 3, H, W)`` uint8); with ``glance_frames``, f_G's frames follow them,
+        each distinct frame decoded once, and the second value picks f_G's from the tail."""
+        n = clip.num_frames
+        idx = tsn_indices(n, self.num_frames, train=self.train, short_videos=self.short_videos)
+        if self.glance_frames is None:
+            return clip.read(idx), None
+        g_idx = tsn_indices(n, self.glance_frames, train=self.train, short_videos=self.short_videos)
+        extra = sorted(set(g_idx))
+        frames = clip.read(idx + extra)  # one transform draw then crops both alike
+        where = {i: p for p, i in enumerate(extra)}
+        return frames, torch.tensor([where[i] for i in g_idx])
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         n = len(self.samples)

@@ -1,16 +1,27 @@
 """TSN segment sampling (Wang et al., ECCV 2016), as used by TSN/TSM/AR-Net/AdaFocus.
 
 The video's ``N`` frames are split into ``T`` equal segments. Training takes one uniformly random
-frame per segment; evaluation takes each segment's centre frame. Indices are 0-based.
+frame per segment; evaluation takes each segment's centre frame (multi-clip testing,
+:func:`tsn_test_indices`, adds clips shifted within the segments). Indices are 0-based.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+
+ShortVideos = Literal["spread", "last", "first"]
+SHORT_VIDEOS: tuple[str, ...] = ("spread", "last", "first")
 
 
 def tsn_indices(
-    num_frames: int, num_segments: int, *, train: bool, generator: torch.Generator | None = None
+    num_frames: int,
+    num_segments: int,
+    *,
+    train: bool,
+    generator: torch.Generator | None = None,
+    short_videos: ShortVideos = "spread",
 ) -> list[int]:
     """``num_segments`` frame indices into a video of ``num_frames`` frames.
 
@@ -19,15 +30,27 @@ def tsn_indices(
     ``k*d + randint(d)`` drawn from ``generator`` (torch's global RNG when ``None``, which
     Lightning seeds per worker). Eval (``N >= T``): ``int(N/T * (k + 0.5))``.
 
-    Videos shorter than ``T`` (both modes): frames are repeated evenly, ``floor(k * N / T)``, so
-    every frame is used and the clip stays in temporal order (the official code returns frame 0
-    ``T`` times, which throws the video away).
+    Videos shorter than ``T`` (both modes), by ``short_videos``:
+
+    * ``"spread"`` (default): frames repeated evenly, ``floor(k * N / T)``, so every frame is used
+      and the clip stays in temporal order, each frame about ``T / N`` times.
+    * ``"last"``: every frame once, then the last one repeated, ``0, 1, ..., N-1, N-1, ...`` (the
+      official V1 / V2 code for ActivityNet, FCVID and Mini-Kinetics, ``ops/dataset.py``, in
+      training and evaluation).
+    * ``"first"``: frame 0 ``T`` times (the official Something-Something code, ``ops/dataset.py``,
+      which throws the video away; its evaluation does so for ``N == T`` too, not reproduced here).
     """
     if num_segments <= 0:
         raise ValueError(f"num_segments must be positive, got {num_segments}")
     if num_frames <= 0:
         raise ValueError(f"num_frames must be positive, got {num_frames}")
+    if short_videos not in SHORT_VIDEOS:
+        raise ValueError(f"short_videos must be one of {SHORT_VIDEOS}, got {short_videos!r}")
     if num_frames < num_segments:
+        if short_videos == "last":
+            return list(range(num_frames)) + [num_frames - 1] * (num_segments - num_frames)
+        if short_videos == "first":
+            return [0] * num_segments
         return [k * num_frames // num_segments for k in range(num_segments)]
     if not train:
         tick = num_frames / num_segments
@@ -35,3 +58,37 @@ def tsn_indices(
     d = num_frames // num_segments
     offsets = torch.randint(d, (num_segments,), generator=generator)
     return [k * d + int(o) for k, o in enumerate(offsets)]
+
+
+def tsn_test_indices(
+    num_frames: int, num_segments: int, num_clips: int = 1, *, short_videos: ShortVideos = "spread"
+) -> list[list[int]]:
+    """Frame indices of ``num_clips`` evaluation clips of ``num_segments`` frames each (multi-clip testing).
+
+    Clip ``j`` takes, in each segment ``k``, the frame at the fraction ``s_j = (1/2 + j/N) mod 1`` of
+    the segment: ``int(num_frames/T * (k + s_j))``. Clip 0 is the single-clip evaluation clip
+    (:func:`tsn_indices` with ``train=False``, segment centres); ``num_clips=2`` is TSM's
+    ``--twice_sample`` (its ``_get_test_indices``: the segment centres, then the segment starts);
+    larger ``N`` spreads the clips evenly over each segment. Every clip is in temporal order and in
+    ``[0, num_frames)``.
+
+    Videos shorter than ``T`` (``short_videos`` as in :func:`tsn_indices`): with ``"spread"`` clip
+    ``j`` repeats frames evenly from a shifted start, ``floor((k + j/N) * num_frames / T)`` (clip 0
+    as in :func:`tsn_indices`); ``"last"`` and ``"first"`` have nothing to shift, so every clip is
+    clip 0.
+    """
+    if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
+        raise ValueError(f"num_clips must be an integer >= 1, got {num_clips!r}")
+    # validates num_frames, num_segments and short_videos
+    first = tsn_indices(num_frames, num_segments, train=False, short_videos=short_videos)
+    if num_clips == 1:
+        return [first]
+    n, t = num_frames, num_segments
+    if n < t and short_videos != "spread":
+        return [list(first) for _ in range(num_clips)]
+    if n < t:  # integer arithmetic: exact floors, clip 0 identical to tsn_indices
+        return [[(k * num_clips + j) * n // (t * num_clips) for k in range(t)] for j in range(num_clips)]
+    tick = n / t
+    # s_j = ((N + 2j) mod 2N) / 2N is exact in floating point for j = 0 (1/2), so clip 0 is bit-identical
+    shifts = [((num_clips + 2 * j) % (2 * num_clips)) / (2 * num_clips) for j in range(num_clips)]
+    return [[int(tick * (k + s)) for k in range(t)] for s in shifts]

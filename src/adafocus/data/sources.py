@@ -87,6 +87,16 @@ class VideoClip:
         self._keys = sorted(keys) or self._pts[:1]
         self.num_frames = len(self._pts)
 
+    @property
+    def fps(self) -> float | None:
+        """Frames per second: the stream's average rate, else measured from the timestamps (``None``
+        for a one-frame video without a rate); ``adafocus data check --expected-fps`` compares it."""
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        if rate:
+            return float(rate)
+        span = (self._pts[-1] - self._pts[0]) * float(self._stream.time_base or 0)
+        return (self.num_frames - 1) / span if span > 0 else None
+
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         for i in indices:
             if not 0 <= i < self.num_frames:

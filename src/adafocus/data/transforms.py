@@ -6,7 +6,9 @@ v2 transforms draw their random parameters once per call and apply them to every
 Train: random scaling as in TSN's multi-scale crop (crop side = shorter side x one of ``scales``
 per axis, aspect distortion at most one step, at one of 13 fixed positions), resize to
 ``input_size``, horizontal flip (off for Something-Something, where left/right is the label).
-Eval: resize the shorter side to ``scale_size``, centre crop ``input_size``.
+Eval: resize the shorter side to ``scale_size``, centre crop ``input_size`` (or, with ``crops=3``,
+:class:`ThreeCrop`: three crops along the longer side, TSM's ``--test_crops 3``). ``scale_size ==
+input_size`` is full-resolution testing (TSM's ``--full_res``): the crops span the whole shorter side.
 Both end in float32 and normalisation (ImageNet's unless told otherwise).
 """
 
@@ -51,6 +53,42 @@ class MultiScaleCrop(v2.Transform):
         return F.resized_crop(inpt, **params, size=[self.size, self.size], antialias=True)
 
 
+class ThreeCrop(v2.Transform):
+    """Three square ``size`` crops spread along the longer side, stacked in a new leading dimension.
+
+    Output ``(3, *leading, C, size, size)`` in the order centre, start (left / top), end (right /
+    bottom): the centre one first, so that view 0 is the single-crop evaluation input (``v2.CenterCrop``,
+    bit for bit). On the shorter side all three are centred. This is TSM's ``GroupFullResSample``
+    without flips, except that the side crops touch the frame's edges exactly (TSM's ``4 * ((w - size)
+    // 4)`` can stop a few pixels short).
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        if size <= 0:
+            raise ValueError(f"ThreeCrop size must be positive, got {size}")
+        self.size = size
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = v2.query_size(flat_inputs)
+        s = self.size
+        if min(h, w) < s:
+            raise ValueError(f"ThreeCrop: frames of {h}x{w} are smaller than the crop size {s}")
+        if w >= h:  # landscape (or square): crops move along x
+            top = int(round((h - s) / 2.0))  # v2.CenterCrop's rounding, so the middle crop is its crop
+            corners = [(top, 0), (top, w - s)]
+        else:
+            left = int(round((w - s) / 2.0))
+            corners = [(0, left), (h - s, left)]
+        return dict(corners=corners)
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        s = self.size
+        crops = [F.center_crop(inpt, [s, s])] + [F.crop(inpt, y, x, s, s) for y, x in params["corners"]]
+        stacked = torch.stack([c.as_subclass(torch.Tensor) for c in crops])
+        return tv_tensors.wrap(stacked, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else stacked
+
+
 def build_transform(
     *,
     train: bool,
@@ -60,20 +98,30 @@ def build_transform(
     scales: Sequence[float] = DEFAULT_SCALES,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    crops: int = 1,
 ) -> v2.Compose:
     """Clip transform for training (``train=True``) or evaluation; input uint8 ``(T, 3, H, W)``;
-    ``mean`` / ``std``: the normalisation (ImageNet's by default)."""
+    ``mean`` / ``std``: the normalisation (ImageNet's by default).
+
+    ``crops`` (evaluation only): 1, the centre crop ``(T, 3, s, s)``; 3, :class:`ThreeCrop`'s
+    ``(3, T, 3, s, s)`` (centre, left / top, right / bottom)."""
+    if crops not in (1, 3):
+        raise ValueError(f"crops must be 1 or 3, got {crops!r}")
+    if train and crops != 1:
+        raise ValueError(f"crops={crops} is an evaluation protocol; training takes one random crop")
     if train:
         ops: list[Any] = [MultiScaleCrop(input_size, scales)]
         if flip:
             ops.append(v2.RandomHorizontalFlip())
     else:
-        ops = [v2.Resize(scale_size, antialias=True), v2.CenterCrop(input_size)]
+        crop = v2.CenterCrop(input_size) if crops == 1 else ThreeCrop(input_size)
+        ops = [v2.Resize(scale_size, antialias=True), crop]
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     return v2.Compose(ops)
 
 
 def apply_clip_transform(transform: v2.Transform, clip: torch.Tensor) -> torch.Tensor:
-    """Run ``transform`` on a ``(T, 3, H, W)`` uint8 clip as one video, returning a plain tensor."""
+    """Run ``transform`` on a ``(T, 3, H, W)`` uint8 clip as one video, returning a plain tensor
+    (``(3, T, 3, s, s)`` for a three-crop transform)."""
     out = transform(tv_tensors.Video(clip))
     return out.as_subclass(torch.Tensor)

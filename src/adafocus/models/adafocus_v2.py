@@ -221,10 +221,15 @@ class AdaFocusV2TSM(DifferentiableFocus, AdaFocusTSM):
                          global_weights=global_weights, local_weights=local_weights, patch_size=patch_size,
                          grid_size=1, input_size=input_size, glance_size=glance_size, global_frames=global_frames,
                          local_frames=local_frames, policy_hidden_dim=policy_hidden_dim,
-                         policy_channels=policy_channels, dropout=dropout, gaussian_sigma=gaussian_sigma)  # fmt: skip
+                         policy_channels=policy_channels, dropout=dropout, gaussian_sigma=gaussian_sigma,
+                         global_head="classifier")  # fmt: skip
         self.set_config(config)
         d_g, d_l = self.global_cnn.num_features, self.local_cnn.num_features
         self.global_fc, self.local_fc = _head(d_g, num_classes, dropout), _head(d_l, num_classes, dropout)
+
+    @classmethod
+    def upgrade_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        return config
 
     def make_policy(self, in_channels: int, feature_hw: tuple[int, int], hidden_dim: int, channels: int) -> nn.Module:
         return ContinuousPolicy(in_channels, feature_hw, hidden_dim=hidden_dim, reduced_channels=channels,

@@ -70,7 +70,7 @@ class AdaFocusOutput:
     offsets: torch.Tensor  # (B, T, 2) integer top-left pixel (y, x)
     global_features: torch.Tensor  # (B, T_G, D_G) pooled e_G
     local_features: torch.Tensor  # (B, T, D_L) pooled e_L
-    actions: torch.Tensor | None = None  # (B, S) candidate indices (learned policy only)
+    actions: torch.Tensor | None = None  # (B, S) candidate indices, or (B, S, 2) locations (Gaussian pi)
     log_probs: torch.Tensor | None = None  # (B, S) log pi(a_s | ...)
     values: torch.Tensor | None = None  # (B, S) critic
     entropy: torch.Tensor | None = None  # (B, S)
@@ -215,8 +215,16 @@ class AdaFocusBase(nn.Module):
 
     @staticmethod
     def frame_locations(locations: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Per-decision locations ``(B, S, 2)`` as per-frame ones ``(B, T, 2)`` (S = 1 is repeated)."""
-        return locations.expand(locations.shape[0], num_frames, 2) if locations.shape[1] == 1 else locations
+        """Per-decision locations ``(B, S, 2)`` as per-frame ones ``(B, T, 2)``: decision s covers the
+        s-th of S equal runs of frames (S = 1: every frame; S = T: its own frame)."""
+        s = locations.shape[1]
+        if s == 1:
+            return locations.expand(locations.shape[0], num_frames, 2)
+        if s == num_frames:
+            return locations
+        if num_frames % s:
+            raise ValueError(f"{s} decisions cannot split a clip of {num_frames} frames into equal runs")
+        return locations.repeat_interleave(num_frames // s, dim=1)
 
     def crop(self, frames: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
         """Patches ``(B, T, C, P, P)`` at normalised ``locations`` ``(B, S, 2)``."""

@@ -32,6 +32,8 @@ class PolicyNetwork(nn.Module):
         hidden_dim: embedding and GRU width (1024 in the paper).
         reduced_channels: output channels of the 1x1 convolution (32 in the official code).
         distribution: ``"categorical"`` for pi, ``"bernoulli"`` for pi'.
+        batch_norm: BatchNorm after the convolution and the linear layer (the official
+            Something-Something ``actorcritic_with_bn``); then the official indices are 0 and 4.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class PolicyNetwork(nn.Module):
         hidden_dim: int = 1024,
         reduced_channels: int = 32,
         distribution: Literal["categorical", "bernoulli"] = "categorical",
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         if distribution not in ("categorical", "bernoulli"):
@@ -50,12 +53,16 @@ class PolicyNetwork(nn.Module):
         if distribution == "bernoulli" and num_actions != 1:
             raise ValueError("a bernoulli policy has num_actions=1")
         h, w = feature_hw
-        # indices 0 and 3 match the official ActorCritic.state_encoder, easing checkpoint conversion
+        bn2d = [nn.BatchNorm2d(reduced_channels)] if batch_norm else []
+        bn1d = [nn.BatchNorm1d(hidden_dim)] if batch_norm else []
+        # the indices match the official ActorCritic.state_encoder's, easing checkpoint conversion
         self.encoder = nn.Sequential(
             nn.Conv2d(in_channels, reduced_channels, kernel_size=1, bias=False),
+            *bn2d,
             nn.ReLU(),
             nn.Flatten(),
             nn.Linear(reduced_channels * h * w, hidden_dim),
+            *bn1d,
             nn.ReLU(),
         )
         self.gru = nn.GRU(hidden_dim, hidden_dim, batch_first=True)

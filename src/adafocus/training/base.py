@@ -119,10 +119,44 @@ class AdaFocusStage(pl.LightningModule):
         return F.cross_entropy(logits.flatten(0, 1), labels.repeat_interleave(logits.shape[1]))
 
     # ---- evaluation ----------------------------------------------------------------------
+    def view_scores(self, frames: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Multi-view evaluation (several crops / clips per video, ``frames (B, V, T, 3, H, W)``):
+        the model runs once on the ``B*V`` clips (``kwargs`` go to its forward) and the views'
+        softmax scores are averaged per video, as TSM's and MMAction2's test protocols do (averaging
+        probabilities, not logits, keeps one over-confident view from outvoting the others and makes
+        the score a probability again).
+
+        Returns ``(probs (B, K)`` of the final prediction, ``step_probs (B, S, K)`` after every step
+        (for the online accuracy), the model output on the ``B*V`` clips, video-major: row
+        ``b*V + v`` is video ``b``'s view ``v``). A ``glance_input`` ``(B, V, T_G, ...)`` (each view's own
+        glance frames) is flattened alike.
+        """
+        b, v = frames.shape[:2]
+        if kwargs.get("glance_input") is not None:
+            kwargs["glance_input"] = kwargs["glance_input"].flatten(0, 1)
+        out = self.model(frames.flatten(0, 1), **kwargs)
+        step_probs = torch.softmax(out.logits, -1).unflatten(0, (b, v)).mean(1)
+        return step_probs[:, -1], step_probs, out
+
     def _evaluate(self, batch: dict[str, torch.Tensor], metrics, online, stage: str) -> torch.Tensor:
+        """One validation/test batch: loss, offline metrics (top-1/5, mAP) and online per-step accuracy.
+
+        ``frames (B, V, T, 3, H, W)`` (several views, see :meth:`view_scores`): the metrics get the
+        views' mean softmax scores, the online accuracy the mean per-step probabilities, and the
+        loss is the cross-entropy of the mean scores, ``-log mean_v p_v[y]``, which for one view is
+        the usual cross-entropy of the logits. ``(B, T, 3, H, W)``: one view, scored directly.
+        """
         frames, labels = batch["frames"], batch["label"]
         gen = torch.Generator(device=self.device).manual_seed(int(self.hparams.seed))
-        out = self.model(frames, policy=self.hparams.eval_policy, sample=False, generator=gen)
+        if frames.dim() == 6:
+            return self._evaluate_views(batch, metrics, online, stage, gen)
+        out = self.model(
+            frames,
+            policy=self.hparams.eval_policy,
+            sample=False,
+            generator=gen,
+            glance_input=batch.get("glance_frames"),
+        )
         final = out.prediction
         loss = F.cross_entropy(final, labels)
         probs = torch.softmax(final, -1)
@@ -131,6 +165,30 @@ class AdaFocusStage(pl.LightningModule):
         if "mAP" in metrics:
             metrics["mAP"].update(probs, batch["target"].long())
         online.update(out.logits, labels)
+        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(labels))
+        if out.keep is not None:
+            self.log(f"{stage}/keep_ratio", out.keep.float().mean(), sync_dist=True, batch_size=len(labels))
+        return loss
+
+    def _evaluate_views(
+        self, batch: dict[str, torch.Tensor], metrics, online, stage: str, gen: torch.Generator
+    ) -> torch.Tensor:
+        """:meth:`_evaluate` for a multi-view batch: averaged softmax scores (:meth:`view_scores`)."""
+        labels = batch["label"]
+        probs, step_probs, out = self.view_scores(
+            batch["frames"],
+            policy=self.hparams.eval_policy,
+            sample=False,
+            generator=gen,
+            glance_input=batch.get("glance_frames"),
+        )
+        # the clamp keeps a probability that underflowed to 0 from making the loss infinite
+        loss = F.nll_loss(probs.clamp_min(torch.finfo(probs.dtype).tiny).log(), labels)
+        metrics["top1"].update(probs, labels)
+        metrics["top5"].update(probs, labels)
+        if "mAP" in metrics:
+            metrics["mAP"].update(probs, batch["target"].long())
+        online.update(step_probs, labels)  # argmax of the mean probabilities after each step
         self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(labels))
         if out.keep is not None:
             self.log(f"{stage}/keep_ratio", out.keep.float().mean(), sync_dist=True, batch_size=len(labels))
@@ -157,7 +215,20 @@ class AdaFocusStage(pl.LightningModule):
         self._log_epoch(self.test_metrics, self.test_online, "test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
-        out = self.model(batch["frames"], policy=self.hparams.eval_policy, sample=False)
+        """``probs (B, K)`` softmax scores, ``offsets (B, T, 2)`` patch corners and the samples' ``index``.
+
+        Multi-view batches ``(B, V, T, 3, H, W)``: ``probs`` is the mean of the views' softmax
+        scores (:meth:`view_scores`) and ``offsets`` are the first view's (clip 0, centre crop: the
+        single-view input), since patches of different crops and clips do not share coordinates.
+        """
+        frames = batch["frames"]
+        if frames.dim() == 6:
+            probs, _, out = self.view_scores(
+                frames, policy=self.hparams.eval_policy, sample=False, glance_input=batch.get("glance_frames")
+            )
+            offsets = out.offsets.unflatten(0, frames.shape[:2])[:, 0]
+            return {"probs": probs, "offsets": offsets, "index": batch.get("index")}
+        out = self.model(frames, policy=self.hparams.eval_policy, sample=False, glance_input=batch.get("glance_frames"))
         return {"probs": torch.softmax(out.prediction, -1), "offsets": out.offsets, "index": batch.get("index")}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

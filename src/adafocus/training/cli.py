@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
@@ -20,7 +21,8 @@ TRAINER_DEFAULTS = {
 class AdaFocusCLI(LightningCLI):
     """Any stage module (``subclass_mode_model``) and any data module; ``num_classes`` comes from the
     data. ``predict`` writes ``predictions.jsonl`` (:class:`PredictionWriter`) unless the trainer
-    has a prediction writer of its own."""
+    has a prediction writer of its own. ``validate`` / ``test`` of a registry config end with the
+    paper's score beside the measured one (:mod:`adafocus.training.paper_score`)."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
@@ -36,6 +38,27 @@ class AdaFocusCLI(LightningCLI):
                     "lr_global (stages 0, I, III: SGD + cosine) or --model.init_args.lr (stage II: Adam); "
                     "`adafocus fit --model.help WarmupStage` lists a stage's options"
                 )
+
+    def validate(self, **kwargs: Any) -> list[dict[str, float]]:
+        """``trainer.validate``, then the paper's score beside the measured one (registry configs)."""
+        results = self.trainer.validate(**kwargs)
+        self._print_paper_score(results, "val")
+        return results
+
+    def test(self, **kwargs: Any) -> list[dict[str, float]]:
+        """``trainer.test``, then the paper's score beside the measured one (registry configs)."""
+        results = self.trainer.test(**kwargs)
+        self._print_paper_score(results, "test")
+        return results
+
+    def _print_paper_score(self, results: list[dict[str, float]], stage: str) -> None:
+        from .paper_score import config_files_of, find_entry, paper_score_line
+
+        net = getattr(self.model, "model", None)  # the stage's AdaFocus net
+        entry = find_entry(config_files_of(self.config[self.subcommand]), net) if net is not None else None
+        if entry is not None and self.trainer.is_global_zero:
+            # the metrics Lightning returned (one dict per dataloader; the first is the val/test set)
+            print(paper_score_line(entry, results[0] if results else {}, stage))
 
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
         trainer = super().instantiate_trainer(**kwargs)

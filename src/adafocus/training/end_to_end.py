@@ -78,7 +78,8 @@ class EndToEndStage(AdaFocusStage):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         model, labels = self.model, batch["label"]
         frames = model.order_frames(batch["frames"])
-        fmap, g = model.glance(model.glance_frames(frames))
+        own = batch.get("glance_frames")  # f_G's own frames, when the data module samples them apart
+        fmap, g = model.glance(model.glance_frames(frames) if own is None else model.order_frames(own))
         loss = learned = self.pass_loss(frames, fmap, g, labels, "learned")
         if self.hparams.random_pass:
             loss = (learned + self.pass_loss(frames, fmap, g, labels, "random")) / 2

@@ -49,6 +49,7 @@ def rollout(
     *,
     generator: torch.Generator | None = None,
     skip_penalty: float = 1e-6,
+    glance_input: torch.Tensor | None = None,
 ) -> Rollout:
     """Sample pi (and pi') on a batch and score every decision against its counterfactual.
 
@@ -58,9 +59,10 @@ def rollout(
     AdaFocus-TSM, that is the official Sth-Sth reward with ``video_div=1``).
     Eq. 10 (AdaFocus+): ``r'_t = b_t * (p_y(history, f_L on) - p_y(history, f_L off) - lambda P^2)``.
     The history is what really happened: skipped frames contribute all-zero local features.
+    ``glance_input``: f_G's own frames (the data module's ``glance_frames``), else taken from the clip.
     """
     b, t = frames.shape[:2]
-    fmap, g = model.glance(model.glance_frames(frames))
+    fmap, g = model.glance(model.glance_frames(frames) if glance_input is None else glance_input)
     state = model.policy_input(fmap)
     pol = model.policy(state)
     actions = model.policy.act(pol.logits, True, generator)

@@ -1,7 +1,8 @@
 """Stage 0 (paper Appendix B.1): fine-tune f_G and f_L as frame classifiers on full frames.
 
 The ImageNet backbones are adapted to the dataset before stage I; the two temporary linear heads
-are discarded at hand-off (``init_from`` of stage I takes only the AdaFocus weights).
+are discarded at hand-off (``init_from`` of stage I takes only the AdaFocus weights), except f_G's
+head of a model that keeps one (AdaFocus-TSM's ``global_head="glancer"``, as the official code does).
 """
 
 from __future__ import annotations
@@ -34,31 +35,50 @@ class FullFrameStage(AdaFocusStage):
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes, **kwargs)
-        self.global_head = nn.Linear(self.model.global_cnn.num_features, num_classes)
+        # a model whose f_G keeps its own frame classifier (AdaFocus-TSM's glancer head) trains that one
+        if getattr(self.model, "global_head", None) is None:
+            self.global_head = nn.Linear(self.model.global_cnn.num_features, num_classes)
         self.local_head = nn.Linear(self.model.local_cnn.num_features, num_classes)
 
-    def _frame_logits(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def frame_head(self) -> nn.Module:
+        """f_G's frame classifier: the model's own (kept at hand-off) or this stage's temporary one."""
+        own = getattr(self.model, "global_head", None)
+        return own if own is not None else self.global_head
+
+    def _frame_logits(
+        self, frames: torch.Tensor, glance_input: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = frames.flatten(0, 1)
         b, t = frames.shape[:2]
         # f_G learns on the frames (AdaFocus-TSM: its 8 of 12) and at the resolution it sees later
-        g = self.global_head(self.model.glance(self.model.glance_frames(frames))[1]).mean(1)
+        glance = self.model.glance_frames(frames) if glance_input is None else glance_input
+        g = self.frame_head(self.model.glance(glance)[1]).mean(1)
         loc = self.local_head(self.model.local_cnn(x).mean((-2, -1))).view(b, t, -1).mean(1)
         return g, loc
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        g, loc = self._frame_logits(batch["frames"])
+        g, loc = self._frame_logits(batch["frames"], batch.get("glance_frames"))
         loss = F.cross_entropy(g, batch["label"]) + F.cross_entropy(loc, batch["label"])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        g, loc = self._frame_logits(batch["frames"])
-        labels = batch["label"]
-        loss = F.cross_entropy(loc, labels)
-        self.val_metrics["top1"].update(loc.softmax(-1), labels)
-        self.val_metrics["top5"].update(loc.softmax(-1), labels)
+        frames, labels = batch["frames"], batch["label"]
+        if frames.dim() == 6:  # several crops / clips per video: their softmax scores are averaged
+            b, v = frames.shape[:2]
+            own = batch.get("glance_frames")  # each view's own glance frames, (B, V, T_G, ...)
+            logits = self._frame_logits(frames.flatten(0, 1), None if own is None else own.flatten(0, 1))
+            g, loc = (x.softmax(-1).unflatten(0, (b, v)).mean(1) for x in logits)
+            loss = F.nll_loss(loc.clamp_min(torch.finfo(loc.dtype).tiny).log(), labels)
+        else:
+            g_logits, loc_logits = self._frame_logits(frames, batch.get("glance_frames"))
+            loss = F.cross_entropy(loc_logits, labels)
+            g, loc = g_logits.softmax(-1), loc_logits.softmax(-1)
+        self.val_metrics["top1"].update(loc, labels)
+        self.val_metrics["top5"].update(loc, labels)
         if "mAP" in self.val_metrics:
-            self.val_metrics["mAP"].update(loc.softmax(-1), batch["target"].long())
+            self.val_metrics["mAP"].update(loc, batch["target"].long())
         self.log("val/loss", loss, sync_dist=True, batch_size=len(labels))
         self.log("val/global_top1", (g.argmax(-1) == labels).float().mean(), sync_dist=True, batch_size=len(labels))
         return loss
@@ -70,5 +90,7 @@ class FullFrameStage(AdaFocusStage):
     def configure_optimizers(self):
         h = self.hparams
         params = [*self.model.global_cnn.parameters(), *self.model.local_cnn.parameters(),
-                  *self.global_head.parameters(), *self.local_head.parameters()]  # fmt: skip
-        return _sgd_cosine(self, [{"params": params, "lr": h.lr}], h.weight_decay, h.momentum)
+                  *self.frame_head.parameters(), *self.local_head.parameters()]  # fmt: skip
+        # stage 0 keeps its own recipe (Nesterov, cosine per batch); docs/differences.md compares it
+        return _sgd_cosine(self, [{"params": params, "lr": h.lr}], h.weight_decay, h.momentum,
+                           nesterov=True, lr_interval="step")  # fmt: skip

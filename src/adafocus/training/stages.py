@@ -2,22 +2,58 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Literal
 
 import torch
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from .base import AdaFocusStage, EvalPolicy
 from .ppo import normalised_returns, ppo_loss
 from .reward import rollout
 
+LrInterval = Literal["epoch", "step"]
 
-def _sgd_cosine(module: AdaFocusStage, groups: list[dict], weight_decay: float, momentum: float):
+
+def official_cosine_factor(epoch: int, max_epochs: int) -> float:
+    """The official V1 ``adjust_learning_rate`` (``lr_type=cos``) as a factor of the initial lr.
+
+    The official loop runs ``range(0, epochs + 1)`` and sets ``0.5 * lr * (1 + cos(pi * e / epochs))``
+    at the start of epoch ``e``: ``epochs + 1`` epochs, the last one at lr 0. Here ``max_epochs`` is
+    the number of epochs actually run, so the official ``epochs`` is ``max_epochs - 1``.
+    """
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, max_epochs - 1)))
+
+
+def _sgd_cosine(
+    module: AdaFocusStage,
+    groups: list[dict],
+    weight_decay: float,
+    momentum: float,
+    *,
+    nesterov: bool,
+    lr_interval: LrInterval,
+) -> dict[str, Any]:
+    """SGD over the groups with a positive lr, annealed to 0 by a cosine.
+
+    ``lr_interval="epoch"``: :func:`official_cosine_factor`, set once per epoch (the official V1
+    schedule); ``"step"``: ``CosineAnnealingLR`` over ``estimated_stepping_batches``, set per batch.
+    """
+    if lr_interval not in ("epoch", "step"):
+        raise ValueError(f"lr_interval must be 'epoch' or 'step', got {lr_interval!r}")
     groups = [g for g in groups if g["lr"] > 0]
-    opt = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=momentum, nesterov=True, weight_decay=weight_decay)
-    total = max(1, int(module.trainer.estimated_stepping_batches))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+    opt = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    epochs = module.trainer.max_epochs
+    if lr_interval == "epoch" and not (epochs and epochs > 0):
+        # a run bounded by max_steps alone has no epoch count to anneal over
+        rank_zero_warn(f"lr_interval='epoch' needs trainer.max_epochs (got {epochs}); annealing per step instead")
+        lr_interval = "step"
+    if lr_interval == "epoch":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: official_cosine_factor(e, epochs))
+    else:
+        total = max(1, int(module.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": lr_interval}}
 
 
 class WarmupStage(AdaFocusStage):
@@ -29,7 +65,11 @@ class WarmupStage(AdaFocusStage):
         eval_policy: validation uses random patches by default (pi is untrained in stage I).
         lr_local / lr_classifier / lr_global: initial SGD learning rates (paper: 5e-4 / 0.05 / f_G
             frozen). ``lr_global=0`` freezes f_G (requires_grad off, BN in eval mode).
-        weight_decay, momentum: SGD with Nesterov momentum, cosine annealing per step.
+        weight_decay, momentum, nesterov: SGD (official: 1e-4, 0.9, no Nesterov), weight decay on every
+            parameter (BN and biases too, as in the official code).
+        lr_interval: ``"epoch"`` (official): cosine set once per epoch, ``0.5 lr (1 + cos(pi e /
+            (max_epochs - 1)))``, so ``max_epochs = epochs + 1`` of the official code reproduces its
+            schedule, last epoch at lr 0; ``"step"``: cosine per batch over all training steps.
     """
 
     def __init__(
@@ -41,14 +81,20 @@ class WarmupStage(AdaFocusStage):
         lr_global: float = 0.0,
         weight_decay: float = 1e-4,
         momentum: float = 0.9,
+        nesterov: bool = False,
+        lr_interval: LrInterval = "epoch",
         **kwargs: Any,
     ) -> None:
+        if lr_interval not in ("epoch", "step"):
+            raise ValueError(f"lr_interval must be 'epoch' or 'step', got {lr_interval!r}")
         self.frozen_parts = ("policy", "skip_policy") + (("global_cnn",) if lr_global <= 0 else ())
         super().__init__(num_classes, eval_policy=eval_policy, **kwargs)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         frames, labels = batch["frames"], batch["label"]
-        out = self.model(frames, policy="random", generator=self.step_generator())
+        out = self.model(
+            frames, policy="random", generator=self.step_generator(), glance_input=batch.get("glance_frames")
+        )
         loss = self.clip_loss(out.logits, labels)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
         return loss
@@ -60,7 +106,7 @@ class WarmupStage(AdaFocusStage):
             {"params": list(self.model.classifier.parameters()), "lr": h.lr_classifier},
             {"params": list(self.model.global_cnn.parameters()), "lr": h.lr_global},
         ]
-        return _sgd_cosine(self, groups, h.weight_decay, h.momentum)
+        return _sgd_cosine(self, groups, h.weight_decay, h.momentum, nesterov=h.nesterov, lr_interval=h.lr_interval)
 
 
 class PolicyStage(AdaFocusStage):
@@ -101,7 +147,14 @@ class PolicyStage(AdaFocusStage):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         h = self.hparams
         frames, labels = batch["frames"], batch["label"]
-        ro = rollout(self.model, frames, labels, generator=self.step_generator(), skip_penalty=h.skip_penalty)
+        ro = rollout(
+            self.model,
+            frames,
+            labels,
+            generator=self.step_generator(),
+            skip_penalty=h.skip_penalty,
+            glance_input=batch.get("glance_frames"),
+        )
         returns = normalised_returns(ro.rewards, h.gamma)
         keep_returns = normalised_returns(ro.keep_rewards, h.gamma) if ro.keep is not None else None
         opt = self.optimizers()
@@ -139,7 +192,10 @@ class FinetuneStage(AdaFocusStage):
     Args:
         lr_classifier: SGD learning rate of f_C (paper: 5e-3 ActivityNet/FCVID, 5e-4 Mini-Kinetics).
         lr_local: learning rate of f_L; 0 (default, as in the paper) keeps it frozen.
-        sample_policy: sample pi's patches during training (paper: v_t ~ pi) or take its argmax.
+        weight_decay, momentum, nesterov, lr_interval: as for :class:`WarmupStage` (official: 1e-4, 0.9,
+            no Nesterov, cosine set per epoch).
+        sample_policy: ``False`` (default): take pi's argmax patch, as the official code does in
+            stage III (``training=False``); ``True``: sample it, v_t ~ pi (the paper's Eq. 5 wording).
         keep_ratio: AdaFocus+ — before training, set rho so that f_L runs on this share of the
             training frames (eta); ``None`` keeps the current threshold.
         threshold_batches: training batches used to solve rho.
@@ -152,11 +208,15 @@ class FinetuneStage(AdaFocusStage):
         lr_local: float = 0.0,
         weight_decay: float = 1e-4,
         momentum: float = 0.9,
-        sample_policy: bool = True,
+        sample_policy: bool = False,
         keep_ratio: float | None = None,
         threshold_batches: int = 50,
+        nesterov: bool = False,
+        lr_interval: LrInterval = "epoch",
         **kwargs: Any,
     ) -> None:
+        if lr_interval not in ("epoch", "step"):
+            raise ValueError(f"lr_interval must be 'epoch' or 'step', got {lr_interval!r}")
         self.frozen_parts = ("global_cnn", "policy", "skip_policy") + (("local_cnn",) if lr_local <= 0 else ())
         super().__init__(num_classes, **kwargs)
 
@@ -177,7 +237,12 @@ class FinetuneStage(AdaFocusStage):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         frames, labels = batch["frames"], batch["label"]
-        out = self.model(frames, sample=self.hparams.sample_policy, generator=self.step_generator())
+        out = self.model(
+            frames,
+            sample=self.hparams.sample_policy,
+            generator=self.step_generator(),
+            glance_input=batch.get("glance_frames"),
+        )
         loss = self.clip_loss(out.logits, labels)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
         return loss
@@ -188,4 +253,4 @@ class FinetuneStage(AdaFocusStage):
             {"params": list(self.model.classifier.parameters()), "lr": h.lr_classifier},
             {"params": list(self.model.local_cnn.parameters()), "lr": h.lr_local},
         ]
-        return _sgd_cosine(self, groups, h.weight_decay, h.momentum)
+        return _sgd_cosine(self, groups, h.weight_decay, h.momentum, nesterov=h.nesterov, lr_interval=h.lr_interval)
