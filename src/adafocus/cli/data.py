@@ -47,10 +47,14 @@ def _check(args: argparse.Namespace) -> int:
                 num_classes=args.num_classes,
                 num_frames=args.num_frames,
                 decode=not args.no_decode,
+                deep=args.deep,
+                # a bar is for a person watching: not in logs, pipes or CI
+                progress=not args.no_progress and sys.stderr.isatty(),
                 count_tolerance=args.count_tolerance,
                 expected_fps=args.expected_fps,
                 fps_tolerance=args.fps_tolerance,
                 durations=durations,
+                encoding=args.encoding,
             )
         except ValueError as err:  # a bad --count-tolerance / --expected-fps / --fps-tolerance value
             name, _, rest = str(err).partition("=")  # "count_tolerance='x': ..." -> "--count-tolerance='x': ..."
@@ -141,9 +145,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("lists", nargs="+", metavar="LIST")
     _media_args(p)
     p.add_argument("--delimiter", default=" ")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of the lists (default utf-8), e.g. latin-1")
     p.add_argument("--num-classes", type=int, default=None, help="labels must lie in [0, K)")
     p.add_argument("--num-frames", type=int, default=16, help="T: warn about shorter videos")
-    p.add_argument("--no-decode", action="store_true", help="only open the media, do not decode frames")
+    p.add_argument(
+        "--no-decode",
+        action="store_true",
+        help="only open the media (count frame files, index video packets), do not decode frames",
+    )
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="decode every frame of videos too (slow: a full decode). Without it a video is opened, its "
+        "packets indexed and the frames an evaluation clip uses plus the last one decoded; frame folders "
+        "always have every frame decoded (training draws random frames), the first bad one reported",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none either when stderr is no TTY)")
     p.add_argument(
         "--count-tolerance",
         default="0",
@@ -189,6 +206,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--delimiter", default=None, help="output field separator (default ',' for ActivityNet, else ' ')")
     _media_args(p, root_help="count frames of the media under ROOT (missing ones are dropped)")
     p.set_defaults(func=_convert)
+
+    from . import data_extract  # argparse only, like this module: PyAV loads when `data extract` runs
+
+    data_extract.add_parser(sub)
 
 
 def _media_args(p: argparse.ArgumentParser, root_help: str = "prefix for the list's paths") -> None:

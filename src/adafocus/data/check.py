@@ -1,8 +1,11 @@
 """``adafocus data check``: validate an annotation list without training anything.
 
 Every problem is reported with its list line: malformed lines, labels out of range, missing or
-empty files, unreadable or truncated videos (the frames a clip would use, and the last frame,
-are decoded), frame counts that disagree with the list, videos shorter than T.
+empty files, unreadable or truncated media, frame counts that disagree with the list, videos
+shorter than T. What is decoded: every frame of a frame folder (training draws random frames per
+segment, so a missing or corrupt JPEG anywhere is met sooner or later; the first one is reported
+by number); of a video, the frames an evaluation clip uses and the last one, after the demux pass
+that indexes every packet, or with ``deep=True`` every frame (slower: a full decode).
 
 Two reproduction pitfalls are flagged too, each problem tagged with a kind for the summary:
 
@@ -15,8 +18,9 @@ Two reproduction pitfalls are flagged too, each problem tagged with a kind for t
   ``expected_fps`` is given; ``expected_fps="auto"`` takes the median rate of the checked samples
   and flags the outliers (for sets of one nominal rate; Kinetics mixes 24-30 fps).
 
-The remaining kinds: ``list-line`` (malformed line, label out of range), ``media`` (missing,
-empty, unreadable, truncated) and ``short`` (fewer than T frames).
+The remaining kinds: ``list-line`` (malformed line, label out of range, not in the list's
+``encoding``), ``media`` (missing, symlink loop, empty, unreadable, truncated, not a video: a still
+image under a video name) and ``short`` (fewer than T frames).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,7 +36,10 @@ from dataclasses import dataclass, field
 from .annotations import read_list, resolve
 from .errors import DataError
 from .sampling import tsn_indices
-from .sources import make_source
+from .sources import Clip, make_source
+
+FRAMES_PER_READ = 64  # a frame folder's JPEGs decode independently: small reads keep memory low
+VIDEO_READ_BYTES = 256 * 2**20  # RGB bytes per read of a video: each read may seek back to a keyframe
 
 KINDS = ("list-line", "media", "frame-count", "fps", "duration", "short")
 
@@ -172,6 +180,51 @@ def _ratio_hint(ratios: list[float]) -> str:
     )
 
 
+def decode_every_frame(clip: Clip, *, max_bytes: int | None = None) -> None:
+    """Decode frames ``0 .. num_frames - 1`` of ``clip`` in order, ``FRAMES_PER_READ`` at a time (with
+    ``max_bytes``: as many as fit in that many RGB bytes, for videos); the first frame that does not
+    decode, or whose size differs from frame 1's, is one :class:`DataError` naming it (1-based)."""
+    n, step, first = clip.num_frames, FRAMES_PER_READ, None
+    start = 0
+    while start < n:
+        idx = list(range(start, min(n, start + step)))
+        try:
+            frames = clip.read(idx)
+        except (DataError, OSError, RuntimeError, ValueError) as e:
+            raise _first_bad_frame(clip, idx, e) from None
+        if first is None:
+            first = tuple(frames.shape[1:])
+            if max_bytes:
+                step = max(step, max_bytes // max(1, frames[0].numel()))
+        elif tuple(frames.shape[1:]) != first:
+            size = "x".join(map(str, frames.shape[-1:-3:-1]))
+            raise DataError(f"frame {start + 1} is {size}, frame 1 is {first[2]}x{first[1]}", path=_path(clip))
+        start = idx[-1] + 1
+
+
+def _path(clip: Clip) -> str | None:
+    return getattr(clip, "path", None)
+
+
+def _first_bad_frame(clip: Clip, idx: list[int], error: BaseException) -> DataError:
+    """The error of the first frame of ``idx`` that does not decode: the shortest failing prefix,
+    found by bisection (a read names no frame when the decoder just fails)."""
+    lo, hi = 1, len(idx)  # reading idx[:hi] fails
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            clip.read(idx[:mid])
+            lo = mid + 1
+        except (DataError, OSError, RuntimeError, ValueError) as e:
+            hi, error = mid, e
+    frame = idx[hi - 1] + 1
+    reason = error.reason if isinstance(error, DataError) else f"{error.__class__.__name__}: {error}"
+    path = error.path if isinstance(error, DataError) and error.path else _path(clip)
+    if not reason.startswith(f"frame {frame} "):
+        reason = f"frame {frame} of {clip.num_frames}: {reason}"
+    return DataError(reason, path=path)
+
+
 def check_list(
     list_file: str,
     *,
@@ -186,6 +239,9 @@ def check_list(
     expected_fps: float | str | None = None,
     fps_tolerance: float = 0.25,
     durations: str | Mapping[str, float] | None = None,
+    encoding: str = "utf-8",
+    deep: bool = False,
+    progress: bool = False,
 ) -> CheckReport:
     """Check every line of ``list_file``; ``decode=False`` only opens the media (faster).
 
@@ -199,6 +255,10 @@ def check_list(
         fps_tolerance: relative: a rate ``r`` is flagged when ``max(r / e, e / r) > 1 + fps_tolerance``.
         durations: seconds per video (a file, see :func:`read_durations`, or a mapping) for frame
             folders, whose rate is their frame count over the duration.
+        deep: decode every frame of videos too (frame folders always are, unless ``decode=False``).
+        progress: a progress bar on stderr, one step per sample.
+        encoding: the list's text encoding (UTF-8, BOM dropped, by default); a line that does not
+            decode is a ``list-line`` error and the other lines are still checked.
     """
     tol, percent = parse_count_tolerance(count_tolerance)
     auto = isinstance(expected_fps, str) and expected_fps.strip().lower() == "auto"
@@ -214,7 +274,9 @@ def check_list(
         raise ValueError(f"fps_tolerance={fps_tolerance!r} must be >= 0")
     report = CheckReport(list_file)
     try:
-        samples = read_list(list_file, delimiter=delimiter, num_classes=num_classes, errors=report.errors)
+        samples = read_list(
+            list_file, delimiter=delimiter, num_classes=num_classes, errors=report.errors, encoding=encoding
+        )
         seconds = read_durations(durations) if isinstance(durations, str) else dict(durations or {})
     except DataError as e:
         if e not in report.errors:
@@ -225,7 +287,11 @@ def check_list(
     ratios: list[float] = []  # list / found, per frame-count flag
     rates: list[tuple[str, DataError, float]] = []  # (kind, where + what, rate) for the rate check below
     undated = 0
-    for s in samples:
+    from tqdm import tqdm
+
+    bar = tqdm(samples, desc=f"checking {os.path.basename(list_file)}", unit="sample", file=sys.stderr,
+               disable=not progress, leave=False, dynamic_ncols=True)  # fmt: skip
+    for s in bar:
         path = resolve(root, s.path)
         where = dict(list_file=list_file, line=s.line)
         try:
@@ -262,7 +328,9 @@ def check_list(
                         else:
                             what = f"{n} frames over {d:g} s = {n / d:.3g} fps"
                             rates.append(("duration", DataError(what, path=path, **where), n / d))
-                if decode:
+                if decode and (source == "frames" or deep):
+                    decode_every_frame(clip, max_bytes=None if source == "frames" else VIDEO_READ_BYTES)
+                elif decode:
                     clip.read(sorted(set(tsn_indices(n, num_frames, train=False)) | {n - 1}))
             finally:
                 clip.close()

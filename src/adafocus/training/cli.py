@@ -13,9 +13,13 @@ from ..errors import UsageError
 from .base import AdaFocusStage
 from .predictions import PredictionWriter
 
+# save_dir '' (unset; null would fail validation): the logger writes, and ModelCheckpoint saves, under
+# --trainer.default_root_dir, filled in by before_instantiate_classes (``runs`` when that is unset too);
+# an explicit --trainer.logger.init_args.save_dir is kept
 TRAINER_DEFAULTS = {
-    "logger": {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
+    "logger": {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": ""}},
 }
+DEFAULT_SAVE_DIR = "runs"  # logs and checkpoints when neither save_dir nor default_root_dir is given
 
 
 class AdaFocusCLI(LightningCLI):
@@ -29,6 +33,7 @@ class AdaFocusCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        _resolve_save_dirs(config.get("trainer"))
         for key in ("optimizer", "lr_scheduler"):
             if config.get(key) is not None:
                 # Lightning would silently replace the stage's configure_optimizers and its per-part rates
@@ -65,6 +70,19 @@ class AdaFocusCLI(LightningCLI):
         if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in trainer.callbacks):
             trainer.callbacks.append(PredictionWriter())
         return trainer
+
+
+def _resolve_save_dirs(trainer: Any) -> None:
+    """Loggers without a ``save_dir`` (the default CSVLogger's is ``''``) write under the trainer's
+    ``default_root_dir``, so that the run's logs and checkpoints land where the user asked."""
+    if trainer is None:
+        return
+    root = trainer.get("default_root_dir") or DEFAULT_SAVE_DIR
+    loggers = trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        init = logger.get("init_args") if hasattr(logger, "get") else None  # True / False / None: no class
+        if init is not None and "save_dir" in init and init.get("save_dir") in (None, ""):
+            init["save_dir"] = root
 
 
 def run_cli(args: Sequence[str] | None = None, **kwargs) -> AdaFocusCLI:
