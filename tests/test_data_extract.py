@@ -377,3 +377,17 @@ print(sorted(m for m in ("torch", "numpy", "av", "PIL", "pytorch_lightning") if 
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_latin1_list_extracts_with_its_encoding(tmp_path):
+    """``--encoding`` reaches the list reader: a Latin-1 list (a name with 'é') extracts, UTF-8 lists come out."""
+    from adafocus.data.extract import read_input
+
+    (tmp_path / "café.mp4").write_bytes(b"")
+    lst = tmp_path / "latin1.txt"
+    lst.write_bytes("plain.mp4 5 1\ncafé.mp4 5 2\n".encode("latin-1"))
+    inp = read_input(str(lst), root=str(tmp_path), encoding="latin-1")
+    assert [i.src for i in inp.items][1] == str(tmp_path / "café.mp4") and not inp.problems
+    bad = read_input(str(lst), root=str(tmp_path))  # read as UTF-8: line 2 is a named problem, not a crash
+    assert len(bad.items) == 1 and len(bad.problems) == 1 and bad.problems[0][0].endswith("latin1.txt:2")
+    assert "not UTF-8" in bad.problems[0][1]

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from test_interop_official_v2 import InvertedResidualStandIn, MobileNetV2StandIn
 from torch import nn
 
 from adafocus import load_model
@@ -25,7 +26,6 @@ from adafocus.interop.official_v2_tsm import convert_official_v2_tsm_checkpoint,
 
 K, T, SIZE, P, CH, HID, HEAD = 5, 4, 64, 32, 8, 16, 8
 TL = int(T * 1.5)  # the official local_CNN's segments
-MBV2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 
 
 class TemporalShiftStandIn(nn.Module):
@@ -46,37 +46,14 @@ class TemporalShiftStandIn(nn.Module):
         return self.net(out.view(nt, c, h, w))
 
 
-def _conv_bn_relu6(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU6()]
-
-
-class InvertedResidualStandIn(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
-        super().__init__()
-        hid = cin * expand
-        layers = [] if expand == 1 else _conv_bn_relu6(cin, hid, 1)
-        layers += _conv_bn_relu6(hid, hid, 3, stride, hid) + [nn.Conv2d(hid, cout, 1, bias=False), nn.BatchNorm2d(cout)]
-        self.conv = nn.Sequential(*layers)
-        self.use_res_connect = stride == 1 and cin == cout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.use_res_connect else self.conv(x)
-
-
 def tsn(base: str, segments: int, shift: bool) -> nn.Module:
     """The official TSN (dropout > 0): ``base_model`` with its head replaced by Dropout, ``new_fc``, ``new_new_fc``."""
     m = nn.Module()
     if base == "mobilenetv2":
-        feats, cin = [nn.Sequential(*_conv_bn_relu6(3, 32, 3, 2))], 32
-        for t, c, n, s in MBV2:
-            for i in range(n):
-                feats.append(InvertedResidualStandIn(cin, c, s if i == 0 else 1, t))
-                cin = c
-        m.base_model = nn.Module()
-        m.base_model.features = nn.Sequential(*feats, nn.Sequential(*_conv_bn_relu6(cin, 1280, 1)))
+        m.base_model = MobileNetV2StandIn(1)  # the tonylins layout, its head replaced as TSN does
         m.base_model.classifier = nn.Dropout(0.5)
         for blk in m.base_model.modules():  # official TSN: shift where len(conv) == 8 and use_res_connect
-            if shift and isinstance(blk, InvertedResidualStandIn) and len(blk.conv) == 8 and blk.use_res_connect:
+            if shift and isinstance(blk, InvertedResidualStandIn) and len(blk.conv) == 8 and blk.residual:
                 blk.conv[0] = TemporalShiftStandIn(blk.conv[0], segments)
         dim = 1280
     else:

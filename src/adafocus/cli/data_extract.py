@@ -52,7 +52,12 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"extract --root applies to a list; INPUT {args.input} is a folder (paths are under it)")
         extensions = [e for e in args.extensions.split(",") if e.strip()]
         inp = ex.read_input(
-            args.input, root=args.root, delimiter=args.delimiter, extensions=extensions, exclude=args.out
+            args.input,
+            root=args.root,
+            delimiter=args.delimiter,
+            extensions=extensions,
+            exclude=args.out,
+            encoding=args.encoding,
         )
         report = ex.extract(inp, args.out, settings, workers=args.workers, shard=(i, n), progress=not args.no_progress)
         print(
@@ -80,6 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (lists, frame folders, videos)")
     p.add_argument("--root", default="", help="prefix for the list's relative paths")
     p.add_argument("--delimiter", default=" ", help="the list's field separator (also used for the lists written)")
+    p.add_argument("--encoding", default="utf-8", help="the list's text encoding (a BOM is dropped); output is UTF-8")
     p.add_argument(
         "--extensions",
         default="mp4,mkv,webm,avi,mov,m4v,flv,mpg,mpeg,3gp,wmv,ogv,ts",

@@ -222,8 +222,9 @@ def read_input(
     delimiter: str = " ",
     extensions: Sequence[str] = VIDEO_EXTENSIONS,
     exclude: str | None = None,
+    encoding: str = "utf-8",
 ) -> Input:
-    """The items of an annotation list or of a folder of videos.
+    """The items of an annotation list (read with ``encoding``) or of a folder of videos.
 
     A list keeps its order and labels; its bad lines become problems (the rest is extracted). A folder is
     searched recursively (hidden names and ``exclude`` skipped) for the ``extensions``, sorted by path;
@@ -233,7 +234,7 @@ def read_input(
     if os.path.isdir(source):
         return _read_folder(source, extensions, exclude, delimiter)
     errors: list[DataError] = []
-    samples = read_list(source, delimiter=delimiter, errors=errors)
+    samples = read_list(source, delimiter=delimiter, errors=errors, encoding=encoding)
     items = [
         Item(k, resolve(root, s.path), _out_rel(s.path), s.labels, f"{source}:{s.line}") for k, s in enumerate(samples)
     ]

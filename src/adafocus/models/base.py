@@ -94,7 +94,8 @@ class AdaFocusBase(nn.Module):
     Args:
         num_classes: K.
         global_backbone / local_backbone: backbone names (:mod:`adafocus.models.backbones`).
-        global_weights / local_weights: local file or state_dict for the backbones (never downloaded).
+        global_weights / local_weights: a local file, a state_dict, or a weights name (``IMAGENET1K_V2``, a
+            timm tag) fetched through torchvision's / timm's cache (``adafocus.models.backbones.create_backbone``).
         patch_size: P, side of the square patch fed to f_L.
         grid_size: G, pi chooses among G x G uniformly spread candidates.
         input_size: side of the (square) frames; fixes the size of pi's input.

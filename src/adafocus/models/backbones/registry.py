@@ -7,12 +7,18 @@ un-pooled feature map ``(N, C, h, w)``, with ``num_features`` (= C). Names resol
 * ``<prefix>/<name>`` for a family registered with :func:`register_prefix`: ``torchvision/<builder>``
   (torchvision's ResNet / MobileNet / EfficientNet families) and ``timm/<model_name>`` (any timm model).
 
-Weights never come from a hub implicitly: pass ``weights=`` a local file path or a state_dict.
+``weights=`` is a local file path, a state_dict, or a *name* the backbone's library knows
+(``IMAGENET1K_V2`` / ``DEFAULT`` / ``ResNet50_Weights.IMAGENET1K_V2`` for torchvision's builders and the
+TSM ones made from them, ``pretrained`` or a pretrained tag such as ``a1_in1k`` for ``timm/<name>``).
+A name is fetched through that library's own cache (``torch.hub.get_dir()/checkpoints``, the Hugging
+Face hub cache), downloading only then: nothing is ever downloaded for a file path, a state_dict or
+``None``. Offline with an empty cache, the error names the file to place and where.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -42,6 +48,17 @@ class Backbone(nn.Module):
         """Load a local weights file (read safely, :func:`load_state_dict_file`)."""
         self.load_weights(load_state_dict_file(path), str(path))
 
+    def weight_names(self) -> list[str]:
+        """The weights names :meth:`load_named` accepts (none: local files and state_dicts only)."""
+        return []
+
+    def load_named(self, name: str, backbone: str) -> None:
+        """Load the weights called ``name`` by the backbone's library (``backbone``: its name, for errors)."""
+        raise ValueError(
+            f"weights={name!r} for backbone {backbone!r}: no such file, and this backbone has no named weights; "
+            "pass a local file path or a state_dict"
+        )
+
 
 def register_backbone(name: str) -> Callable[[Builder], Builder]:
     """Decorator registering a zero-argument builder under ``name``."""
@@ -66,12 +83,14 @@ def list_backbones() -> list[str]:
 
 
 def create_backbone(name: str, *, weights: WeightsArg = None) -> Backbone:
-    """Build backbone ``name`` (see module doc) and optionally load local ``weights``.
+    """Build backbone ``name`` (see module doc) and optionally load ``weights``.
 
     Args:
         name: registered name, or ``<prefix>/<model>`` (``torchvision/...``, ``timm/...``).
-        weights: ``None`` (random init), a local file path, or a state_dict. ``"hub"`` is refused
-            with an explanation: downloads are never attempted implicitly.
+        weights: ``None`` (random init), a local file path, a state_dict, or a weights name of the
+            backbone's library (:meth:`Backbone.weight_names`; fetched through that library's cache,
+            the only case that may download). An existing file always wins over a name. ``"hub"``,
+            ``"imagenet"`` and ``"true"`` are refused with the names to use instead.
     """
     prefix, _, rest = name.partition("/")
     if rest and prefix in _PREFIXES:
@@ -83,17 +102,34 @@ def create_backbone(name: str, *, weights: WeightsArg = None) -> Backbone:
         raise ValueError(f"unknown backbone {name!r}; registered: {list_backbones()}, or use {families}")
     if weights is None:
         return net
-    if isinstance(weights, str) and weights.lower() in {"hub", "default", "imagenet", "true"}:
+    if isinstance(weights, str) and weights.lower() in {"hub", "imagenet", "true"}:
+        names = net.weight_names()
+        hint = f"name them ({', '.join(names[:8])})" if names else "this backbone has no named weights"
         raise ValueError(
-            f"weights={weights!r} for backbone {name!r}: adafocus never downloads weights. Download the "
-            "ImageNet file once (e.g. torchvision's resnet50-*.pth or timm's model.safetensors) and pass "
-            "its local path, or pass a state_dict."
+            f"weights={weights!r} for backbone {name!r}: adafocus never downloads weights unless they are asked "
+            f"for by name: {hint}, or pass a local file path or a state_dict"
         )
     if isinstance(weights, Mapping):
         net.load_weights(dict(weights), "the given state_dict")
+    elif isinstance(weights, str) and is_weights_name(weights):
+        net.load_named(weights, name)
     else:
         net.load_file(weights)
     return net
+
+
+# a file name has a weights-file suffix or a folder in it; anything else that is not an existing
+# file is taken as a weights name (``IMAGENET1K_V2``, ``ResNet50_Weights.DEFAULT``, ``a1_in1k``)
+_NAME = re.compile(r"[A-Za-z0-9][\w\-]*(\.[\w\-]+)*")
+_FILE_SUFFIXES = {".pth", ".pt", ".pt2", ".bin", ".safetensors", ".ckpt", ".tar", ".pkl", ".pickle", ".npz", ".h5",
+                  ".zip"}  # fmt: skip
+
+
+def is_weights_name(text: str) -> bool:
+    """Whether ``weights=text`` names weights rather than a local file (an existing file never is a name)."""
+    if os.path.exists(text) or not _NAME.fullmatch(text):
+        return False
+    return Path(text).suffix.lower() not in _FILE_SUFFIXES
 
 
 def strict_load(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:

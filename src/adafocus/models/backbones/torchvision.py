@@ -8,22 +8,32 @@ vs torchvision ``features.n.*/classifier.1``; :func:`timm_mobilenetv2_keys_to_to
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
+from ...errors import CheckpointError, CheckpointNotFoundError
 from .registry import Backbone, register_backbone, register_prefix, strict_load
 
 
 class TorchvisionBackbone(Backbone):
     """Feature-map trunk of a torchvision classification model; the full model is kept so that
-    torchvision state_dicts (head included) load without renaming."""
+    torchvision state_dicts (head included) load without renaming.
 
-    def __init__(self, model: nn.Module) -> None:
+    ``builder``: the torchvision builder the model came from (``"resnet50"``); its weights enum
+    gives the names :meth:`load_named` takes (``None``: no named weights, e.g. the tiny TSM nets).
+    """
+
+    def __init__(self, model: nn.Module, builder: str | None = None) -> None:
         super().__init__()
         self.model = model
+        self.builder = builder
         if hasattr(model, "layer4"):  # ResNet family
             self.num_features = model.fc.in_features
             model.fc = nn.Identity()
@@ -49,6 +59,72 @@ class TorchvisionBackbone(Backbone):
         sd = {k: v for k, v in state_dict.items() if not k.startswith(head_prefixes)}
         strict_load(self.model, sd, source)
 
+    def weights_enum(self) -> Any:
+        """The builder's torchvision ``WeightsEnum`` class, or ``None`` (no builder, or one without weights)."""
+        if self.builder is None:
+            return None
+        from torchvision.models import get_model_weights
+
+        try:
+            return get_model_weights(self.builder)
+        except (KeyError, ValueError, AttributeError):  # not a registered builder, or one without weights
+            return None
+
+    def weight_names(self) -> list[str]:
+        """The builder's weights names (``IMAGENET1K_V1``, ..., ``DEFAULT``); ``pretrained`` means ``DEFAULT``."""
+        enum = self.weights_enum()
+        return list(enum.__members__) if enum is not None else []
+
+    def load_named(self, name: str, backbone: str) -> None:
+        """Load torchvision's weights ``name`` through ``torch.hub``'s cache (downloading them if absent)."""
+        weights = resolve_torchvision_weights(self.weights_enum(), name, backbone)
+        state_dict, path = fetch_torchvision_weights(weights, f"weights={name!r} for backbone {backbone!r}")
+        self.load_weights(state_dict, f"torchvision {weights!r} ({path})")
+
+
+def resolve_torchvision_weights(enum: Any, name: str, backbone: str) -> Any:
+    """The member of ``enum`` (a torchvision ``WeightsEnum`` class) that ``name`` names: ``IMAGENET1K_V2``,
+    ``DEFAULT``, ``pretrained`` (= ``DEFAULT``) or the full ``ResNet50_Weights.IMAGENET1K_V2`` (any case)."""
+    what = f"weights={name!r} for backbone {backbone!r}"
+    if enum is None:
+        raise ValueError(f"{what}: no such file, and this backbone has no torchvision weights names; "
+                         "pass a local file path or a state_dict")  # fmt: skip
+    enum_name, _, member = name.rpartition(".")
+    if enum_name and enum_name.lower() != enum.__name__.lower():
+        raise ValueError(f"{what}: {enum_name} are another model's weights; this backbone takes {enum.__name__}.*")
+    member = "DEFAULT" if member.lower() == "pretrained" else member
+    members = {k.upper(): v for k, v in enum.__members__.items()}
+    if member.upper() not in members:
+        raise ValueError(f"{what}: no such file, nor a {enum.__name__} name; choose one of {list(enum.__members__)} "
+                         "or pass a local file path or a state_dict")  # fmt: skip
+    return members[member.upper()]
+
+
+def torchvision_cache_file(weights: Any) -> Path:
+    """Where ``torch.hub`` keeps (or will download) the file of torchvision ``weights``:
+    ``torch.hub.get_dir()/checkpoints/<the url's file name>`` (``load_state_dict_from_url``'s rule)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+
+
+def fetch_torchvision_weights(weights: Any, what: str) -> tuple[dict[str, torch.Tensor], Path]:
+    """torchvision's ``weights.get_state_dict`` (``torch.hub.load_state_dict_from_url``): the cached file
+    if present, else a download checked against the hash in its name; read with ``weights_only=True``.
+    Returns ``(state_dict, cache path)``; ``what`` starts the one-line errors."""
+    path = torchvision_cache_file(weights)
+    cached = path.is_file()
+    try:
+        state_dict = weights.get_state_dict(progress=not cached, check_hash=True, weights_only=True)
+    except Exception as err:  # no network, HTTP error, hash mismatch, unreadable cached file
+        if cached:
+            raise CheckpointError(f"{what}: {path}: torch.hub's cached file cannot be read ({err!s:.200}); "
+                                  "delete it to download it again, or replace it") from None  # fmt: skip
+        raise CheckpointNotFoundError(
+            f"{what}: {weights!r} is not in torch.hub's cache and could not be downloaded from {weights.url} "
+            f"({type(err).__name__}: {err!s:.120}); place that file at {path} "
+            "(TORCH_HOME or torch.hub.set_dir() move the cache), or pass a local file path as weights="
+        ) from None
+    return state_dict, path
+
 
 def _torchvision(builder: str) -> nn.Module:
     import torchvision
@@ -56,7 +132,7 @@ def _torchvision(builder: str) -> nn.Module:
     fn = getattr(torchvision.models, builder, None)
     if fn is None:
         raise ValueError(f"torchvision has no model builder {builder!r}")
-    return TorchvisionBackbone(fn(weights=None))
+    return TorchvisionBackbone(fn(weights=None), builder)
 
 
 for _name in ("mobilenet_v2", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_large"):

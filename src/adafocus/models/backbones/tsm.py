@@ -94,10 +94,11 @@ def set_num_frames(model: nn.Module, num_frames: int) -> int:
     return len(shifts)
 
 
-def _tsm_torchvision(model: nn.Module) -> TorchvisionBackbone:
+def _tsm_torchvision(model: nn.Module, builder: str | None = None) -> TorchvisionBackbone:
     insert_temporal_shift(model)
-    # the wrapper adds ".net" to the wrapped conv's keys; plain torchvision files are renamed on load
-    return TSMTorchvisionBackbone(model)
+    # the wrapper adds ".net" to the wrapped conv's keys; plain torchvision files are renamed on load,
+    # so the builder's torchvision weights names (IMAGENET1K_V1...) load too
+    return TSMTorchvisionBackbone(model, builder)
 
 
 class TSMTorchvisionBackbone(TorchvisionBackbone):
@@ -123,7 +124,7 @@ class TSMTorchvisionBackbone(TorchvisionBackbone):
 def _build(builder: str, **kwargs) -> TSMTorchvisionBackbone:
     import torchvision
 
-    return _tsm_torchvision(getattr(torchvision.models, builder)(weights=None, **kwargs))
+    return _tsm_torchvision(getattr(torchvision.models, builder)(weights=None, **kwargs), builder)
 
 
 register_backbone("tsm_resnet50")(lambda: _build("resnet50"))
