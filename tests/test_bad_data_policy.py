@@ -323,3 +323,21 @@ def test_explicit_save_dir_still_wins(tmp_path, monkeypatch):
     _toy_fit("--trainer.default_root_dir=tmp/x", "--trainer.logger.init_args.save_dir=logs")
     assert glob.glob("logs/lightning_logs/version_*/metrics.csv") and glob.glob("logs/**/*.ckpt", recursive=True)
     assert not glob.glob("tmp/x/**/*.csv", recursive=True)
+
+
+def test_fit_without_a_val_list_trains_and_skips_validation(tmp_path):
+    """No ``val_list``: ``fit`` trains (Lightning skips the validation loop) instead of failing in val_dataloader."""
+    import pytorch_lightning as pl
+
+    from adafocus import create_model
+    from adafocus.data.synth import generate
+    from adafocus.training import WarmupStage
+
+    d = generate(tmp_path / "set", num_train=4, num_val=1, num_test=1, size=64, num_classes=3, num_frames=4)
+    dm = VideoDataModule(d["train"], num_classes=3, root=d["root"], num_frames=4, input_size=64, scale_size=64,
+                         batch_size=2, num_workers=0)  # fmt: skip
+    stage = WarmupStage(3, net=lambda k: create_model("test_adafocus", num_classes=k))
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(stage, datamodule=dm)
+    assert trainer.global_step == 2 and "val/top1" not in trainer.logged_metrics

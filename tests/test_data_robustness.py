@@ -264,3 +264,17 @@ def test_path_with_the_delimiter_gets_a_hint_and_can_be_quoted(media, tmp_path, 
         ds = VideoDataset(good, root=str(media), num_frames=2, delimiter=delimiter, on_error="raise")
         assert ds.samples[1].path == "my video.mp4" and ds[1]["frames"].shape == (2, 3, H, W)
         assert check_list(good, root=str(media), num_frames=2, delimiter=delimiter).ok
+
+
+def test_an_error_in_a_dataloader_worker_stays_one_line(tmp_path):
+    """``on_error="raise"`` with worker processes: PyTorch re-raises the DataError with its worker traceback as
+    the message; the error the user sees is still the one line naming the list, the line and the file."""
+    from torch.utils.data import DataLoader
+
+    lst = tmp_path / "list.txt"
+    lst.write_text("missing.mp4 8 0\n")
+    ds = VideoDataset(str(lst), root=str(tmp_path), on_error="raise")
+    with pytest.raises(DataError) as info:
+        next(iter(DataLoader(ds, batch_size=1, num_workers=1)))
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{lst}:1 ") and "missing.mp4" in msg and "Traceback" not in msg

@@ -238,7 +238,10 @@ class VideoDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
+        """The validation loader; none (``[]``: Lightning then skips validation) without a ``val_list``."""
+        if self.hparams.val_list is None:
+            return []
         return self._loader("val", train=False)
 
     def test_dataloader(self) -> DataLoader:

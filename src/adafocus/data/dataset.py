@@ -25,13 +25,6 @@ OnError = Literal["raise", "skip"]
 class TooManyBadSamples(DataError):
     """Skip mode gave up on a list: too large a share of its samples is unreadable (or all of them)."""
 
-    def __init__(self, message: str, **where) -> None:
-        if message.startswith("Caught ") and "Traceback" in message:
-            # re-raised from a DataLoader worker, whose traceback text PyTorch passes as the message:
-            # keep its last line, the original one-line message
-            message = message.rstrip().splitlines()[-1].partition(": ")[2]
-        super().__init__(message, **where)
-
 
 class _BadLines:
     """The distinct bad lines of one list met so far by every process writing into ``skip_log_dir``

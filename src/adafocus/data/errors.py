@@ -15,6 +15,10 @@ class DataError(RuntimeError):
     def __init__(
         self, message: str, *, path: str | None = None, list_file: str | None = None, line: int | None = None
     ) -> None:
+        if message.startswith("Caught ") and "Traceback" in message:
+            # re-raised from a DataLoader worker, whose traceback text PyTorch passes as the message:
+            # keep its last line, the original one-line message
+            message = message.rstrip().splitlines()[-1].partition(": ")[2]
         self.reason = message
         self.path = path
         self.list_file = list_file
