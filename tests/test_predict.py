@@ -270,3 +270,13 @@ def test_v2_and_uni_predict_with_boxes_in_the_clip_order(name, capsys, tmp_path)
         assert [b[2:] for b in res["boxes"]] == [[round(h), round(w)] for h, w in ref.window_sides[0].tolist()]
     else:  # per frame in the video's order, although V2 processes them coarse to fine
         assert [b[:2] for b in res["boxes"]] == model.in_time_order(ref.offsets)[0].tolist()
+
+
+def test_a_list_with_a_byte_order_mark_names_its_first_video(tmp_path):
+    from adafocus.predict import collect_inputs
+
+    (tmp_path / "a.mp4").write_bytes(b"")
+    lst = tmp_path / "list.txt"
+    lst.write_bytes("a.mp4 8 1\n".encode("utf-8-sig"))
+    items, errors = collect_inputs(str(lst))
+    assert not errors and [os.path.basename(i.path) for i in items] == ["a.mp4"]

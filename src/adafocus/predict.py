@@ -261,7 +261,7 @@ def collect_inputs(target: str, *, root: str | None = None, delimiter: str = " "
         return os.path.join(base, p)  # relative to the list's folder (as `adafocus data synth` writes them)
 
     try:
-        with open(target, encoding="utf-8") as f:
+        with open(target, encoding="utf-8-sig") as f:  # a BOM is not part of the first path
             lines = list(f)
     except (OSError, UnicodeDecodeError) as e:
         return [], [f"{target}: cannot read the list ({e.__class__.__name__}: {e})"]

@@ -76,7 +76,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--num-classes", type=int, default=200)
     p.add_argument("--global-backbone", default="mobilenet_v2")
     p.add_argument("--local-backbone", default="resnet50")
-    p.add_argument("--classifier", choices=["gru", "fc"], default="gru")
+    p.add_argument("--classifier", choices=["gru", "fc", "fc_probs"], default="gru")
     p.add_argument("--verify", action="store_true", help="with --custom: also count one whole offline forward")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
     p.set_defaults(func=_run)
